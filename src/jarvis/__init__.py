@@ -1,0 +1,3 @@
+"""JARVIS Core: a local-first AI assistant backend."""
+
+__version__ = "0.1.0"

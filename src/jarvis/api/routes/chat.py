@@ -1,0 +1,87 @@
+"""`/api/chat/…`: sessions and messages (seed 1)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+
+from jarvis.api.deps import ChatDep
+from jarvis.api.schemas import (
+    MessageCreate,
+    MessageOut,
+    ReplyOut,
+    SessionCreate,
+    SessionDetail,
+    SessionOut,
+    SessionPage,
+    SessionRename,
+)
+from jarvis.api.streaming import reply_stream, wants_sse
+from jarvis.chat.service import Failed, run_to_end
+from jarvis.errors import EngineError
+
+router = APIRouter(prefix="/api/chat", tags=["chat"])
+
+
+@router.get("/sessions", response_model=SessionPage)
+async def list_sessions(
+    chat: ChatDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> SessionPage:
+    rows, total = await chat.list_sessions(limit=limit, offset=offset)
+    sessions = [SessionOut.of(row, message_count=count) for row, count in rows]
+    return SessionPage(sessions=sessions, total=total, limit=limit, offset=offset)
+
+
+@router.post("/sessions", response_model=SessionOut, status_code=201)
+async def create_session(body: SessionCreate, chat: ChatDep) -> SessionOut:
+    row = await chat.create_session(title=body.title, model=body.model, system_prompt=body.system_prompt)
+    return SessionOut.of(row)
+
+
+@router.get("/sessions/{session_id}", response_model=SessionDetail)
+async def get_session(session_id: str, chat: ChatDep) -> SessionDetail:
+    row, messages = await chat.get_session(session_id)
+    base = SessionOut.of(row, message_count=len(messages))
+    return SessionDetail(**base.model_dump(), messages=[MessageOut.of(m) for m in messages])
+
+
+@router.patch("/sessions/{session_id}", response_model=SessionOut)
+async def rename_session(session_id: str, body: SessionRename, chat: ChatDep) -> SessionOut:
+    return SessionOut.of(await chat.rename_session(session_id, body.title))
+
+
+@router.delete("/sessions/{session_id}")
+async def delete_session(session_id: str, chat: ChatDep) -> dict:
+    await chat.delete_session(session_id)
+    return {"id": session_id, "deleted": True}
+
+
+@router.post(
+    "/messages",
+    response_model=ReplyOut,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "the answer, or SSE when streaming"}},
+)
+async def send_message(
+    body: MessageCreate, chat: ChatDep, accept: Annotated[str | None, Header()] = None
+):
+    """Send a message and get the stored assistant answer, or an SSE stream of it
+    (`stream: true` or `Accept: text/event-stream`)."""
+    reply = await chat.prepare(
+        body.message,
+        session_id=body.session_id,
+        model=body.model,
+        temperature=body.temperature,
+        max_tokens=body.max_tokens,
+        top_p=body.top_p,
+        seed=body.seed,
+    )
+    if wants_sse(body.stream, accept):
+        return reply_stream(reply)
+    started, outcome = await run_to_end(reply)
+    if isinstance(outcome, Failed):
+        raise EngineError(outcome.error, details={"message_id": started.message_id, "session_id": started.session_id})
+    message = MessageOut.of(outcome.message).model_dump()
+    return ReplyOut(**message, sessionId=started.session_id, user_message_id=started.user_message_id)

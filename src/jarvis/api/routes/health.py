@@ -1,0 +1,46 @@
+"""`/`, `/api/health`, `/health`."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter
+
+from jarvis import __version__
+from jarvis.api.deps import ServicesDep
+from jarvis.services import Services
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/")
+async def root() -> dict:
+    return {
+        "name": "JARVIS Core",
+        "version": __version__,
+        "links": {"docs": "/docs", "redoc": "/redoc", "openapi": "/openapi.json", "health": "/api/health", "ws": "/ws"},
+    }
+
+
+async def health_report(services: Services) -> dict:
+    local = services.engines.local
+    database_ok = await services.db.ping()
+    return {
+        "status": "ok" if database_ok and local.state != "error" else "degraded",
+        "version": __version__,
+        "uptime_seconds": round(time.time() - services.started_at, 1),
+        "active_model": local.loaded.name if local.loaded else None,
+        "engine": {"name": local.name, "state": local.state, "error": local.last_error},
+        "remote_engines": sorted(services.engines.remotes),
+        "database": {"ok": database_ok, "backend": services.db.url.get_backend_name()},
+    }
+
+
+@router.get("/api/health")
+async def health(services: ServicesDep) -> dict:
+    return await health_report(services)
+
+
+@router.get("/health", include_in_schema=False)
+async def health_alias(services: ServicesDep) -> dict:
+    return await health_report(services)

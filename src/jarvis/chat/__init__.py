@@ -1,0 +1,1 @@
+"""Chat: sessions, messages and prompt assembly (no web framework here)."""

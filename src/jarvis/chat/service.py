@@ -1,0 +1,297 @@
+"""Chat sessions and replies.
+
+A reply is prepared first (every check that can fail on the client's input runs before
+anything is written), then streamed: the user message and an assistant row marked
+`streaming` are stored before the first token, the growing answer is flushed about once a
+second, and the final row records why it ended: complete, cancelled (the client asked),
+disconnected (the client went away), or error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+
+from jarvis.chat.prompt import build_messages, fit_to_context
+from jarvis.config import Settings
+from jarvis.engines.base import Engine, GenerationOptions, Usage
+from jarvis.engines.router import EngineRouter
+from jarvis.errors import InvalidInput, JarvisError, PayloadTooLarge, SessionNotFound
+from jarvis.storage import repos
+from jarvis.storage.db import Database
+from jarvis.storage.tables import ChatMessage, ChatSession, new_id, utcnow
+
+log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 1.0
+TITLE_CHARS = 60
+
+
+@dataclass
+class Started:
+    session_id: str
+    user_message_id: str
+    message_id: str
+    model: str
+
+
+@dataclass
+class Token:
+    text: str
+
+
+@dataclass
+class Finished:
+    message: ChatMessage
+    usage: Usage | None
+
+
+@dataclass
+class Failed:
+    message: ChatMessage
+    code: str
+    error: str
+
+
+@dataclass
+class Reply:
+    """A checked request for an answer; iterate `events()` to run it."""
+
+    service: ChatService
+    session: ChatSession | None
+    session_id: str
+    text: str
+    model: str
+    engine: Engine
+    engine_model: str
+    messages: list[dict]
+    options: GenerationOptions
+    # Set by the caller before closing the stream to say why it stopped early.
+    stop_status: str = "disconnected"
+
+    def events(self) -> AsyncIterator[Started | Token | Finished | Failed]:
+        return self.service._run(self)
+
+
+class ChatService:
+    def __init__(self, db: Database, engines: EngineRouter, settings: Settings) -> None:
+        self.db = db
+        self.engines = engines
+        self.settings = settings
+        self._background: set[asyncio.Task] = set()
+
+    # --- sessions ------------------------------------------------------------------
+
+    async def create_session(
+        self, *, title: str | None = None, model: str | None = None, system_prompt: str | None = None
+    ) -> ChatSession:
+        if model:
+            self.engines.route(model)
+        async with self.db.session() as db:
+            return await repos.create_session(db, title=title, model=model, system_prompt=system_prompt)
+
+    async def get_session(self, session_id: str) -> tuple[ChatSession, list[ChatMessage]]:
+        async with self.db.session() as db:
+            session = await repos.get_session(db, session_id)
+            if session is None:
+                raise SessionNotFound(f"no chat session {session_id!r}")
+            return session, list(await repos.list_messages(db, session_id))
+
+    async def history(self, session_id: str) -> list[ChatMessage]:
+        """Messages of a session; an id that has no messages yet gives an empty list."""
+        async with self.db.session() as db:
+            return list(await repos.list_messages(db, session_id))
+
+    async def list_sessions(self, *, limit: int, offset: int) -> tuple[list[tuple[ChatSession, int]], int]:
+        async with self.db.session() as db:
+            rows, total = await repos.list_sessions(db, limit=limit, offset=offset)
+            counts = await repos.message_counts(db, [row.id for row in rows])
+            return [(row, counts.get(row.id, 0)) for row in rows], total
+
+    async def rename_session(self, session_id: str, title: str) -> ChatSession:
+        async with self.db.session() as db:
+            session = await repos.get_session(db, session_id)
+            if session is None:
+                raise SessionNotFound(f"no chat session {session_id!r}")
+            session.title = title
+            return session
+
+    async def delete_session(self, session_id: str) -> None:
+        async with self.db.session() as db:
+            if not await repos.delete_session(db, session_id):
+                raise SessionNotFound(f"no chat session {session_id!r}")
+
+    # --- replies -------------------------------------------------------------------
+
+    async def prepare(
+        self,
+        text: str,
+        *,
+        session_id: str | None = None,
+        create_missing: bool = False,
+        model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+    ) -> Reply:
+        """Check a request for an answer without writing anything.
+
+        `create_missing` lets a WebSocket connection use the session id it was given
+        before that session is stored. Raises InvalidInput, PayloadTooLarge,
+        SessionNotFound, ModelNotFound.
+        """
+        if not text or not text.strip():
+            raise InvalidInput("message must not be empty")
+        if len(text) > self.settings.max_message_chars:
+            raise PayloadTooLarge(
+                f"message is {len(text)} characters; the limit is {self.settings.max_message_chars}"
+            )
+        async with self.db.session() as db:
+            session = await repos.get_session(db, session_id) if session_id else None
+            if session_id and session is None and not create_missing:
+                raise SessionNotFound(f"no chat session {session_id!r}")
+            history = await repos.list_messages(db, session_id) if session else []
+        model = model or (session.model if session else None) or self._default_model()
+        engine, engine_model = await self.engines.check(model)
+        options = GenerationOptions(
+            temperature=temperature,
+            max_tokens=max_tokens or self.settings.default_max_tokens,
+            top_p=top_p,
+            seed=seed,
+        )
+        messages = build_messages(session.system_prompt if session else None, history, text)
+        context = await engine.context_length(engine_model)
+        if context:
+            budget = max(context - options.max_tokens, context // 2)
+
+            async def count(candidate: list[dict]) -> int:
+                return await engine.count_prompt_tokens(engine_model, candidate)
+
+            messages = await fit_to_context(messages, count=count, budget=budget)
+        return Reply(
+            service=self,
+            session=session,
+            session_id=session_id or new_id(),
+            text=text,
+            model=model,
+            engine=engine,
+            engine_model=engine_model,
+            messages=messages,
+            options=options,
+        )
+
+    def _default_model(self) -> str:
+        loaded = self.engines.local.loaded
+        return loaded.name if loaded else self.settings.default_model
+
+    async def _run(self, reply: Reply) -> AsyncIterator[Started | Token | Finished | Failed]:
+        async with self.db.session() as db:
+            if reply.session is None:
+                await repos.create_session(
+                    db, session_id=reply.session_id, title=_title(reply.text), model=reply.model
+                )
+            elif reply.session.title == "New chat":
+                reply.session.title = _title(reply.text)
+                await db.merge(reply.session)
+            user = await repos.add_message(db, session_id=reply.session_id, role="user", content=reply.text)
+            answer = await repos.add_message(
+                db, session_id=reply.session_id, role="assistant", content="", status="streaming", model=reply.model
+            )
+            await repos.touch_session(db, reply.session_id)
+        yield Started(reply.session_id, user.id, answer.id, reply.model)
+
+        parts: list[str] = []
+        started = time.perf_counter()
+        first_token: float | None = None
+        last_flush = started
+        usage: Usage | None = None
+        finish_reason: str | None = None
+        final = {"status": "complete"}
+        try:
+            async with aclosing(reply.engine.stream(reply.engine_model, reply.messages, reply.options)) as chunks:
+                async for chunk in chunks:
+                    if chunk.text:
+                        if first_token is None:
+                            first_token = time.perf_counter()
+                        parts.append(chunk.text)
+                        yield Token(chunk.text)
+                    if chunk.finish_reason:
+                        finish_reason, usage = chunk.finish_reason, chunk.usage
+                    now = time.perf_counter()
+                    if now - last_flush >= FLUSH_SECONDS:
+                        last_flush = now
+                        await self._flush(answer.id, "".join(parts))
+        except (GeneratorExit, asyncio.CancelledError):
+            final = {"status": reply.stop_status}
+            raise
+        except JarvisError as exc:
+            final = {"status": "error", "error": exc.message, "code": exc.code}
+        except Exception as exc:  # an engine bug must end this answer, not the server
+            log.exception("generation failed")
+            final = {"status": "error", "error": f"generation failed: {type(exc).__name__}", "code": "engine_error"}
+        finally:
+            ended = time.perf_counter()
+            fields = {
+                "content": "".join(parts),
+                "status": final["status"],
+                "error": final.get("error"),
+                "finish_reason": finish_reason,
+                "prompt_tokens": usage.prompt_tokens if usage else None,
+                "completion_tokens": usage.completion_tokens if usage else len(parts),
+                "ttft_ms": round((first_token - started) * 1000, 2) if first_token else None,
+                "duration_ms": round((ended - started) * 1000, 2),
+                "updated_at": utcnow(),
+            }
+            stored = await self._finish(answer, fields)
+        if final["status"] == "complete":
+            yield Finished(stored, usage)
+        else:
+            yield Failed(stored, final.get("code", final["status"]), final.get("error") or final["status"])
+
+    async def _flush(self, message_id: str, content: str) -> None:
+        async with self.db.session() as db:
+            await repos.update_message(db, message_id, content=content)
+
+    async def _finish(self, answer: ChatMessage, fields: dict) -> ChatMessage:
+        """Store the final state even if the task running the reply is being cancelled."""
+
+        async def write() -> None:
+            async with self.db.session() as db:
+                await repos.update_message(db, answer.id, **fields)
+                await repos.touch_session(db, answer.session_id)
+
+        task = asyncio.ensure_future(write())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        await asyncio.shield(task)
+        for key, value in fields.items():
+            setattr(answer, key, value)
+        return answer
+
+    async def drain(self) -> None:
+        """Wait for final writes still in flight (at shutdown)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _title(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1] + "…"
+
+
+async def run_to_end(reply: Reply) -> tuple[Started, Finished | Failed]:
+    """Run a reply without streaming; returns its start and its outcome."""
+    started: Started | None = None
+    async with aclosing(reply.events()) as events:
+        async for event in events:
+            if isinstance(event, Started):
+                started = event
+            elif isinstance(event, Finished | Failed):
+                assert started is not None
+                return started, event
+    raise RuntimeError("a reply ended without an outcome")

@@ -1,0 +1,1 @@
+"""The `jarvis` command: thin commands over the same services as the server."""

@@ -1,0 +1,89 @@
+"""Settings, read from the environment and a `.env` file.
+
+Built once by `create_app` (or the CLI) and passed down; nothing here does I/O at import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from platformdirs import user_data_dir
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+DEFAULT_MODEL = "gemma3:270m"
+
+
+class Settings(BaseSettings):
+    """Everything the service can be configured with.
+
+    The seed's names (`API_HOST`, `API_PORT`, `JARVIS_PORT`, `CORS_ORIGINS`, `LOG_LEVEL`,
+    `HUGGINGFACE_TOKEN`) keep working beside the `JARVIS_` ones.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    host: str = Field("127.0.0.1", validation_alias=AliasChoices("JARVIS_HOST", "API_HOST"))
+    # JARVIS_PORT overrides API_PORT: AliasChoices takes the first one present.
+    port: int = Field(5050, ge=1, le=65535, validation_alias=AliasChoices("JARVIS_PORT", "API_PORT"))
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=AliasChoices("JARVIS_CORS_ORIGINS", "CORS_ORIGINS")
+    )
+    log_level: str = Field("INFO", validation_alias=AliasChoices("JARVIS_LOG_LEVEL", "LOG_LEVEL"))
+
+    data_dir: Path = Field(
+        default_factory=lambda: Path(user_data_dir("jarvis", appauthor=False)),
+        validation_alias=AliasChoices("JARVIS_DATA_DIR"),
+    )
+    database_url: str | None = Field(None, validation_alias=AliasChoices("JARVIS_DATABASE_URL"))
+    # Models live in the data dir unless put elsewhere (a bigger disk, or shared between instances).
+    models_path: Path | None = Field(None, validation_alias=AliasChoices("JARVIS_MODELS_DIR"))
+
+    default_model: str = Field(DEFAULT_MODEL, validation_alias=AliasChoices("JARVIS_DEFAULT_MODEL"))
+    # When false the server starts without loading a model (first request loads it).
+    load_on_start: bool = Field(True, validation_alias=AliasChoices("JARVIS_LOAD_ON_START"))
+    n_ctx: int = Field(4096, ge=256, validation_alias=AliasChoices("JARVIS_N_CTX"))
+    n_threads: int | None = Field(None, ge=1, validation_alias=AliasChoices("JARVIS_N_THREADS"))
+    default_max_tokens: int = Field(512, ge=1, validation_alias=AliasChoices("JARVIS_MAX_TOKENS"))
+    max_message_chars: int = Field(100_000, ge=1, validation_alias=AliasChoices("JARVIS_MAX_MESSAGE_CHARS"))
+
+    hf_token: str | None = Field(None, validation_alias=AliasChoices("HUGGINGFACE_TOKEN", "HF_TOKEN"))
+    hf_endpoint: str = Field("https://huggingface.co", validation_alias=AliasChoices("HF_ENDPOINT"))
+    ollama_registry: str = Field(
+        "https://registry.ollama.ai", validation_alias=AliasChoices("JARVIS_OLLAMA_REGISTRY")
+    )
+    ollama_host: str | None = Field(None, validation_alias=AliasChoices("OLLAMA_HOST"))
+    openai_base_url: str | None = Field(None, validation_alias=AliasChoices("JARVIS_OPENAI_BASE_URL"))
+    openai_api_key: str | None = Field(None, validation_alias=AliasChoices("JARVIS_OPENAI_API_KEY"))
+    api_key: str | None = Field(None, validation_alias=AliasChoices("JARVIS_API_KEY"))
+    allow_insecure_urls: bool = Field(False, validation_alias=AliasChoices("JARVIS_ALLOW_INSECURE_URLS"))
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper_level(cls, value: str) -> str:
+        return value.upper()
+
+    @property
+    def db_url(self) -> str:
+        """The database URL: `JARVIS_DATABASE_URL`, or SQLite in the data dir."""
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'jarvis.db'}"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.models_path or self.data_dir / "models"
+
+    @property
+    def ollama_url(self) -> str | None:
+        """`OLLAMA_HOST` as a URL (Ollama accepts a bare `host:port`)."""
+        if not self.ollama_host:
+            return None
+        host = self.ollama_host
+        return host.rstrip("/") if "://" in host else f"http://{host}".rstrip("/")

@@ -1,0 +1,1 @@
+"""Model engines: embedded llama.cpp, an Ollama server, any OpenAI-compatible server."""

@@ -1,0 +1,64 @@
+"""The engine interface every backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of the answer. The last chunk of a stream carries `finish_reason` and `usage`."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    engine: str
+    context_length: int | None = None
+    details: dict = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    """A backend that turns chat messages into a stream of text.
+
+    Closing the iterator returned by `stream` (aclose, or cancelling the task that
+    iterates it) stops generation at the next token and frees the engine.
+    """
+
+    name: str
+
+    def stream(self, model: str, messages: list[dict], options: GenerationOptions) -> AsyncIterator[Chunk]: ...
+
+    async def list_models(self) -> list[ModelInfo]: ...
+
+    async def context_length(self, model: str) -> int | None: ...
+
+    async def count_prompt_tokens(self, model: str, messages: list[dict]) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+def estimate_prompt_tokens(messages: list[dict]) -> int:
+    """A rough count for engines that cannot tokenize for us (about 4 characters a token)."""
+    return sum(len(m["content"]) // 4 + 4 for m in messages)

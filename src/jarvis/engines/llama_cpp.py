@@ -1,0 +1,237 @@
+"""Embedded llama.cpp through llama-cpp-python.
+
+Generation runs on one dedicated thread per loaded model, never on the event loop.
+One generation per model at a time: callers wait on an asyncio.Lock, which hands the
+model over in arrival order (FIFO). Closing the stream sets a flag that the generating
+thread checks after every token, so it stops within one token and the lock is released
+only once the thread is done with the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jarvis.engines.base import Chunk, GenerationOptions, ModelInfo, Usage
+from jarvis.errors import ModelLoadError, ModelNotFound
+from jarvis.models.gguf_info import read_metadata
+from jarvis.models.store import ModelStore
+
+log = logging.getLogger(__name__)
+
+_DONE = object()
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    path: Path
+    llm: object  # llama_cpp.Llama
+    n_ctx: int
+    format_prompt: Callable[[list[dict]], str] | None
+    load_seconds: float
+    executor: ThreadPoolExecutor
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class LlamaCppEngine:
+    name = "llama_cpp"
+
+    def __init__(self, store: ModelStore, *, n_ctx: int = 4096, n_threads: int | None = None) -> None:
+        self.store = store
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or os.cpu_count() or 1
+        self.loaded: LoadedModel | None = None
+        self.state = "idle"  # idle | loading | ready | error
+        self.last_error: str | None = None
+        self._switch = asyncio.Lock()
+
+    # --- loading -------------------------------------------------------------------
+
+    async def load(self, name: str) -> LoadedModel:
+        """Load `name` from the store, unloading the model loaded before.
+
+        Raises ModelNotFound if it is not installed, ModelLoadError if the file is refused.
+        """
+        async with self._switch:
+            if self.loaded and self.loaded.name == name:
+                return self.loaded
+            path = self.store.model_path(name)
+            if path is None:
+                raise ModelNotFound(f"model {name!r} is not installed")
+            meta = await asyncio.to_thread(read_metadata, path)  # refuses a bad header before llama.cpp sees it
+            await self._unload_locked()
+            self.state = "loading"
+            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{name}")
+            started = time.perf_counter()
+            try:
+                llm, format_prompt = await asyncio.get_running_loop().run_in_executor(
+                    executor, self._open, path, meta
+                )
+            except Exception as exc:
+                executor.shutdown(wait=False)
+                self.state, self.last_error = "error", str(exc)
+                raise ModelLoadError(f"llama.cpp could not load {name!r}: {exc}") from exc
+            self.loaded = LoadedModel(
+                name=name,
+                path=path,
+                llm=llm,
+                n_ctx=llm.n_ctx(),
+                format_prompt=format_prompt,
+                load_seconds=time.perf_counter() - started,
+                executor=executor,
+            )
+            self.state, self.last_error = "ready", None
+            log.info("loaded %s in %.2fs (n_ctx=%d)", name, self.loaded.load_seconds, self.loaded.n_ctx)
+            return self.loaded
+
+    def _open(self, path: Path, meta: dict):
+        from llama_cpp import Llama, llama_chat_format
+
+        n_ctx = min(self.n_ctx, meta.get("context_length") or self.n_ctx)
+        llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=self.n_threads, verbose=False)
+        template = llm.metadata.get("tokenizer.chat_template")
+        if template:
+            formatter = llama_chat_format.Jinja2ChatFormatter(
+                template=template,
+                eos_token=llm._model.token_get_text(llm.token_eos()),
+                bos_token=llm._model.token_get_text(llm.token_bos()),
+            )
+        elif (meta.get("architecture") or "").startswith("gemma"):
+            # A Gemma GGUF without a template (the bundled base model): llama-cpp-python
+            # would fall back to the llama-2 format, which Gemma answers with end-of-turn.
+            llm.chat_format = "gemma"
+            formatter = llama_chat_format.format_gemma
+        else:
+            formatter = None
+        format_prompt = (lambda messages: formatter(messages=messages).prompt) if formatter else None
+        return llm, format_prompt
+
+    async def unload(self) -> None:
+        async with self._switch:
+            await self._unload_locked()
+
+    async def _unload_locked(self) -> None:
+        loaded, self.loaded = self.loaded, None
+        if loaded is None:
+            return
+        async with loaded.lock:  # wait for the running generation to let go
+            await asyncio.get_running_loop().run_in_executor(loaded.executor, loaded.llm.close)
+        loaded.executor.shutdown(wait=False)
+        self.state = "idle"
+        log.info("unloaded %s", loaded.name)
+
+    async def _ensure(self, model: str) -> LoadedModel:
+        loaded = self.loaded
+        if loaded and loaded.name == model:
+            return loaded
+        return await self.load(model)
+
+    # --- generation ----------------------------------------------------------------
+
+    async def stream(self, model: str, messages: list[dict], options: GenerationOptions) -> AsyncIterator[Chunk]:
+        while True:
+            loaded = await self._ensure(model)
+            async with loaded.lock:
+                if self.loaded is not loaded:  # swapped out while we waited in the queue
+                    continue
+                async for chunk in self._generate(loaded, messages, options):
+                    yield chunk
+                return
+
+    async def _generate(
+        self, loaded: LoadedModel, messages: list[dict], options: GenerationOptions
+    ) -> AsyncIterator[Chunk]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        stop = threading.Event()
+        put = queue.put_nowait
+        kwargs = {
+            "temperature": options.temperature,
+            "top_p": options.top_p,
+            "max_tokens": options.max_tokens,
+            "seed": options.seed,
+            "stop": options.stop or None,
+        }
+        kwargs = {key: value for key, value in kwargs.items() if value is not None}
+
+        def work() -> None:
+            try:
+                parts = loaded.llm.create_chat_completion(messages=messages, stream=True, **kwargs)
+                try:
+                    for part in parts:
+                        if stop.is_set():
+                            break
+                        choice = part["choices"][0]
+                        text = choice["delta"].get("content") or ""
+                        reason = choice.get("finish_reason")
+                        if text or reason:
+                            loop.call_soon_threadsafe(put, (text, reason))
+                finally:
+                    parts.close()
+            except BaseException as exc:  # handed to the consumer, which re-raises it
+                loop.call_soon_threadsafe(put, exc)
+            else:
+                loop.call_soon_threadsafe(put, _DONE)
+
+        prompt_tokens = await self._count_in_thread(loaded, messages)
+        done = loop.run_in_executor(loaded.executor, work)
+        produced = 0
+        reason = None
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                text, reason = item
+                if text:
+                    produced += 1
+                    yield Chunk(text=text)
+            yield Chunk(finish_reason=reason or "stop", usage=Usage(prompt_tokens, produced))
+        finally:
+            stop.set()
+            await asyncio.shield(done)
+
+    # --- facts about models -----------------------------------------------------------
+
+    async def list_models(self) -> list[ModelInfo]:
+        return [
+            ModelInfo(name=m.name, engine=self.name, context_length=m.context_length, details=m.to_dict())
+            for m in self.store.list()
+        ]
+
+    async def context_length(self, model: str) -> int | None:
+        if self.loaded and self.loaded.name == model:
+            return self.loaded.n_ctx
+        manifest = self.store.get(model)
+        if manifest is None:
+            return None
+        return min(self.n_ctx, manifest.context_length or self.n_ctx)
+
+    async def count_prompt_tokens(self, model: str, messages: list[dict]) -> int:
+        loaded = await self._ensure(model)
+        return await self._count_in_thread(loaded, messages)
+
+    async def _count_in_thread(self, loaded: LoadedModel, messages: list[dict]) -> int:
+        # Tokenizing is quick but not free; it must not run on the event loop either.
+        return await asyncio.to_thread(_count_prompt, loaded, messages)
+
+    async def close(self) -> None:
+        await self.unload()
+
+
+def _count_prompt(loaded: LoadedModel, messages: list[dict]) -> int:
+    """The exact prompt length when the chat format is known, else the sum over messages."""
+    llm = loaded.llm
+    if loaded.format_prompt:
+        return len(llm.tokenize(loaded.format_prompt(messages).encode(), add_bos=True, special=True))
+    return sum(len(llm.tokenize(m["content"].encode(), add_bos=False)) + 4 for m in messages)

@@ -1,0 +1,77 @@
+"""An Ollama server as an engine: `/api/chat` streamed as NDJSON, `/api/tags` for the list."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+
+from jarvis.engines.base import Chunk, GenerationOptions, ModelInfo, Usage, estimate_prompt_tokens
+from jarvis.engines.http_errors import raise_for_status, unreachable
+from jarvis.errors import EngineError
+
+# Ollama's done_reason values map onto OpenAI-style finish reasons.
+_FINISH = {"stop": "stop", "length": "length", "load": "stop", "unload": "stop"}
+
+
+class OllamaEngine:
+    name = "ollama"
+
+    def __init__(self, base_url: str, *, timeout: float = 600.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=5.0))
+
+    async def stream(self, model: str, messages: list[dict], options: GenerationOptions) -> AsyncIterator[Chunk]:
+        body = {"model": model, "messages": messages, "stream": True, "options": _ollama_options(options)}
+        try:
+            async with self._client.stream("POST", "/api/chat", json=body) as response:
+                await raise_for_status(response, engine=self.name, model=model)
+                async for line in response.aiter_lines():
+                    if not line.strip():
+                        continue
+                    data = json.loads(line)
+                    if "error" in data:
+                        raise EngineError(f"ollama: {data['error']}")
+                    text = (data.get("message") or {}).get("content") or ""
+                    if data.get("done"):
+                        usage = Usage(data.get("prompt_eval_count"), data.get("eval_count"))
+                        reason = _FINISH.get(data.get("done_reason") or "stop", "stop")
+                        yield Chunk(text=text, finish_reason=reason, usage=usage)
+                        return
+                    if text:
+                        yield Chunk(text=text)
+        except httpx.TransportError as exc:
+            raise unreachable(self.name, self.base_url, exc) from exc
+        raise EngineError("ollama closed the stream before it was done")
+
+    async def list_models(self) -> list[ModelInfo]:
+        try:
+            response = await self._client.get("/api/tags")
+        except httpx.TransportError as exc:
+            raise unreachable(self.name, self.base_url, exc) from exc
+        await raise_for_status(response, engine=self.name, model="*")
+        return [
+            ModelInfo(name=item["name"], engine=self.name, details=item.get("details") or {})
+            for item in response.json().get("models", [])
+        ]
+
+    async def context_length(self, model: str) -> int | None:
+        return None
+
+    async def count_prompt_tokens(self, model: str, messages: list[dict]) -> int:
+        return estimate_prompt_tokens(messages)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _ollama_options(options: GenerationOptions) -> dict:
+    mapped = {
+        "temperature": options.temperature,
+        "num_predict": options.max_tokens,
+        "top_p": options.top_p,
+        "seed": options.seed,
+        "stop": options.stop or None,
+    }
+    return {key: value for key, value in mapped.items() if value is not None}

@@ -1,0 +1,76 @@
+"""Any OpenAI-compatible server as an engine: `/chat/completions` streamed as SSE."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+from httpx_sse import aconnect_sse
+
+from jarvis.engines.base import Chunk, GenerationOptions, ModelInfo, Usage, estimate_prompt_tokens
+from jarvis.engines.http_errors import raise_for_status, unreachable
+from jarvis.errors import EngineError
+
+
+class OpenAIEngine:
+    name = "openai"
+
+    def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 600.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout, connect=5.0)
+        )
+
+    async def stream(self, model: str, messages: list[dict], options: GenerationOptions) -> AsyncIterator[Chunk]:
+        body = {"model": model, "messages": messages, "stream": True, **_openai_options(options)}
+        finish_reason: str | None = None
+        usage: Usage | None = None
+        try:
+            async with aconnect_sse(self._client, "POST", "/chat/completions", json=body) as source:
+                await raise_for_status(source.response, engine=self.name, model=model)
+                async for event in source.aiter_sse():
+                    if event.data.strip() == "[DONE]":
+                        break
+                    data = json.loads(event.data)
+                    if "error" in data:
+                        raise EngineError(f"openai: {data['error']}")
+                    if data.get("usage"):
+                        usage = Usage(data["usage"].get("prompt_tokens"), data["usage"].get("completion_tokens"))
+                    for choice in data.get("choices") or []:
+                        text = (choice.get("delta") or {}).get("content") or ""
+                        finish_reason = choice.get("finish_reason") or finish_reason
+                        if text:
+                            yield Chunk(text=text)
+        except httpx.TransportError as exc:
+            raise unreachable(self.name, self.base_url, exc) from exc
+        yield Chunk(finish_reason=finish_reason or "stop", usage=usage)
+
+    async def list_models(self) -> list[ModelInfo]:
+        try:
+            response = await self._client.get("/models")
+        except httpx.TransportError as exc:
+            raise unreachable(self.name, self.base_url, exc) from exc
+        await raise_for_status(response, engine=self.name, model="*")
+        return [ModelInfo(name=item["id"], engine=self.name) for item in response.json().get("data", [])]
+
+    async def context_length(self, model: str) -> int | None:
+        return None
+
+    async def count_prompt_tokens(self, model: str, messages: list[dict]) -> int:
+        return estimate_prompt_tokens(messages)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _openai_options(options: GenerationOptions) -> dict:
+    mapped = {
+        "temperature": options.temperature,
+        "max_tokens": options.max_tokens,
+        "top_p": options.top_p,
+        "seed": options.seed,
+        "stop": options.stop or None,
+    }
+    return {key: value for key, value in mapped.items() if value is not None}

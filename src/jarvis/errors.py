@@ -1,0 +1,68 @@
+"""One error tree for the whole service.
+
+Each error is also a builtin (LookupError, ValueError, …) so domain code reads naturally;
+the HTTP edge maps each class to a status and `{"error": {"code", "message"}}` once.
+"""
+
+from __future__ import annotations
+
+
+class JarvisError(Exception):
+    """Base of every error the service raises on purpose."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, details: dict | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class InvalidInput(JarvisError, ValueError):
+    status_code = 422
+    code = "invalid_request"
+
+
+class NotFound(JarvisError, LookupError):
+    status_code = 404
+    code = "not_found"
+
+
+class SessionNotFound(NotFound):
+    code = "session_not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class Conflict(JarvisError):
+    status_code = 409
+    code = "conflict"
+
+
+class Busy(Conflict):
+    code = "busy"
+
+
+class PayloadTooLarge(InvalidInput):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class EngineError(JarvisError, RuntimeError):
+    """The model engine failed (a remote engine unreachable, a load failure, …)."""
+
+    status_code = 502
+    code = "engine_error"
+
+
+class EngineUnavailable(EngineError):
+    status_code = 503
+    code = "engine_unavailable"
+
+
+class ModelLoadError(EngineError):
+    status_code = 422
+    code = "model_invalid"

@@ -1,0 +1,1 @@
+"""Model store, catalog, registries and downloads."""

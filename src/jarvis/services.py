@@ -1,0 +1,55 @@
+"""The service graph built from settings: database, model store, engines, chat.
+
+Shared by the web app and the CLI so both run the same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from jarvis.chat.service import ChatService
+from jarvis.config import Settings
+from jarvis.engines.router import EngineRouter
+from jarvis.models.bundled import BUNDLED_NAME, ensure_bundled
+from jarvis.models.store import ModelStore
+from jarvis.storage import repos
+from jarvis.storage.db import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    store: ModelStore
+    engines: EngineRouter
+    chat: ChatService
+    started_at: float = field(default_factory=time.time)
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Services:
+        """Migrate the database, install the bundled model, load the default model."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.db_url)
+        await db.migrate()
+        async with db.session() as session:
+            interrupted = await repos.mark_unfinished_interrupted(session)
+        if interrupted:
+            log.warning("marked %d answers cut off by the last shutdown as interrupted", interrupted)
+        store = ModelStore(settings.models_dir)
+        await asyncio.to_thread(ensure_bundled, store)
+        engines = EngineRouter.from_settings(settings, store)
+        services = cls(settings, db, store, engines, ChatService(db, engines, settings))
+        if settings.load_on_start:
+            default = settings.default_model if store.get(settings.default_model) else BUNDLED_NAME
+            await engines.local.load(default)
+        return services
+
+    async def close(self) -> None:
+        await self.chat.drain()
+        await self.engines.close()
+        await self.db.close()
