@@ -1,8 +1,9 @@
-"""`jarvis serve | ps | list`."""
+"""`jarvis serve | list | ps`: thin commands over the same services the server runs."""
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from pathlib import Path
+from typing import Annotated, NoReturn, Optional
 
 import httpx
 import typer
@@ -10,31 +11,49 @@ from rich.console import Console
 from rich.table import Table
 
 from jarvis.config import Settings
+from jarvis.models.bundled import ensure_bundled
 from jarvis.models.store import ModelStore
 
 app = typer.Typer(help="JARVIS Core: a local-first AI assistant backend.", no_args_is_help=True)
 console = Console()
+errors = Console(stderr=True)
+
+
+def fail(message: str) -> NoReturn:
+    """The CLI's one error formatter: a single line on stderr, exit status 1."""
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
 
 
 def _server_url(settings: Settings) -> str:
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
     return f"http://{host}:{settings.port}"
 
 
-def _get(settings: Settings, path: str) -> dict | None:
-    """GET from a running server, or None when none answers."""
+def _get(settings: Settings, path: str) -> dict:
+    """GET from the running server. Fails with one line when none answers or it answers an error."""
+    url = _server_url(settings)
     try:
-        response = httpx.get(_server_url(settings) + path, timeout=3.0)
+        response = httpx.get(url + path, timeout=5.0)
     except httpx.TransportError:
-        return None
-    response.raise_for_status()
+        fail(f"no JARVIS server answers at {url} (start one with `jarvis serve`; API_HOST / JARVIS_PORT say where)")
+    if response.is_error:
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:200] or response.reason_phrase
+        fail(f"{url}{path} answered {response.status_code}: {message}")
     return response.json()
 
 
 @app.command()
 def serve(
     host: Annotated[Optional[str], typer.Option(help="address to bind (default API_HOST or 127.0.0.1)")] = None,
-    port: Annotated[Optional[int], typer.Option(help="port (default JARVIS_PORT / API_PORT or 5050)")] = None,
+    port: Annotated[
+        Optional[int], typer.Option(min=1, max=65535, help="port (default JARVIS_PORT / API_PORT or 5050)")
+    ] = None,
     reload: Annotated[bool, typer.Option(help="restart when the code changes (development)")] = False,
 ) -> None:
     """Start the server on the bundled default model."""
@@ -45,7 +64,17 @@ def serve(
     port = port or settings.port
     log_level = settings.log_level.lower()
     if reload:
-        uvicorn.run("jarvis.app:create_app", factory=True, host=host, port=port, reload=True, log_level=log_level)
+        # The reloader imports the app afresh in a child process, which reads the same settings.
+        source = str(Path(__file__).resolve().parents[1])
+        uvicorn.run(
+            "jarvis.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            reload=True,
+            reload_dirs=[source],
+            log_level=log_level,
+        )
     else:
         from jarvis.app import create_app
 
@@ -56,15 +85,16 @@ def serve(
 def list_models() -> None:
     """Installed models."""
     settings = Settings()
-    manifests = ModelStore(settings.models_dir).list()
+    store = ModelStore(settings.models_dir)
+    ensure_bundled(store)  # the bundled model counts as installed before the first `serve`
     table = Table("NAME", "SIZE", "QUANT", "FAMILY", "PARAMS", "CONTEXT", "SOURCE")
-    for m in manifests:
+    for m in store.list():
         table.add_row(
             m.name,
             f"{m.size / 1e6:.0f} MB",
             m.quantization or "-",
             m.family or "-",
-            f"{(m.parameter_count or 0) / 1e6:.0f}M",
+            f"{m.parameter_count / 1e6:.0f}M" if m.parameter_count else "-",
             str(m.context_length or "-"),
             m.source,
         )
@@ -73,19 +103,16 @@ def list_models() -> None:
 
 @app.command()
 def ps() -> None:
-    """The model loaded in the running server."""
+    """The model loaded in the running server (found through API_HOST and JARVIS_PORT / API_PORT)."""
     settings = Settings()
     active = _get(settings, "/api/models/active")
-    if active is None:
-        console.print(f"no JARVIS server answers at {_server_url(settings)}")
-        raise typer.Exit(1)
     table = Table("NAME", "ENGINE", "STATE", "CONTEXT", "LOAD TIME")
     model = active.get("model") or {}
     load = active.get("load_seconds")
     table.add_row(
         model.get("name", "-"),
-        active["engine"],
-        active["state"],
+        active.get("engine", "-"),
+        active.get("state", "-"),
         str(active.get("context_length") or "-"),
         f"{load:.2f}s" if load is not None else "-",
     )

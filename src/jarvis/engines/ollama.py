@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 
 from jarvis.engines.base import Chunk, GenerationOptions, ModelInfo, Usage, estimate_prompt_tokens
-from jarvis.engines.http_errors import raise_for_status, unreachable
+from jarvis.engines.http_errors import error_message, raise_for_status, unreachable
 from jarvis.errors import EngineError
 
 # Ollama's done_reason values map onto OpenAI-style finish reasons.
@@ -30,9 +30,9 @@ class OllamaEngine:
                 async for line in response.aiter_lines():
                     if not line.strip():
                         continue
-                    data = json.loads(line)
+                    data = _line_json(line)
                     if "error" in data:
-                        raise EngineError(f"ollama: {data['error']}")
+                        raise EngineError(f"ollama: {error_message(data)}")
                     text = (data.get("message") or {}).get("content") or ""
                     if data.get("done"):
                         usage = Usage(data.get("prompt_eval_count"), data.get("eval_count"))
@@ -50,7 +50,7 @@ class OllamaEngine:
             response = await self._client.get("/api/tags")
         except httpx.TransportError as exc:
             raise unreachable(self.name, self.base_url, exc) from exc
-        await raise_for_status(response, engine=self.name, model="*")
+        await raise_for_status(response, engine=self.name)
         return [
             ModelInfo(name=item["name"], engine=self.name, details=item.get("details") or {})
             for item in response.json().get("models", [])
@@ -75,3 +75,13 @@ def _ollama_options(options: GenerationOptions) -> dict:
         "stop": options.stop or None,
     }
     return {key: value for key, value in mapped.items() if value is not None}
+
+
+def _line_json(line: str) -> dict:
+    try:
+        parsed = json.loads(line)
+    except ValueError as exc:
+        raise EngineError(f"ollama sent a line that is not JSON: {line[:200]!r}") from exc
+    if not isinstance(parsed, dict):
+        raise EngineError(f"ollama sent a line that is not a JSON object: {line[:200]!r}")
+    return parsed

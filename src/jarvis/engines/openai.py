@@ -6,10 +6,10 @@ import json
 from collections.abc import AsyncIterator
 
 import httpx
-from httpx_sse import aconnect_sse
+from httpx_sse import SSEError, aconnect_sse
 
 from jarvis.engines.base import Chunk, GenerationOptions, ModelInfo, Usage, estimate_prompt_tokens
-from jarvis.engines.http_errors import raise_for_status, unreachable
+from jarvis.engines.http_errors import error_message, raise_for_status, unreachable
 from jarvis.errors import EngineError
 
 
@@ -27,15 +27,17 @@ class OpenAIEngine:
         body = {"model": model, "messages": messages, "stream": True, **_openai_options(options)}
         finish_reason: str | None = None
         usage: Usage | None = None
+        done = False
         try:
             async with aconnect_sse(self._client, "POST", "/chat/completions", json=body) as source:
                 await raise_for_status(source.response, engine=self.name, model=model)
                 async for event in source.aiter_sse():
                     if event.data.strip() == "[DONE]":
+                        done = True
                         break
-                    data = json.loads(event.data)
+                    data = _event_json(event.data)
                     if "error" in data:
-                        raise EngineError(f"openai: {data['error']}")
+                        raise EngineError(f"openai: {error_message(data)}")
                     if data.get("usage"):
                         usage = Usage(data["usage"].get("prompt_tokens"), data["usage"].get("completion_tokens"))
                     for choice in data.get("choices") or []:
@@ -45,6 +47,12 @@ class OpenAIEngine:
                             yield Chunk(text=text)
         except httpx.TransportError as exc:
             raise unreachable(self.name, self.base_url, exc) from exc
+        except SSEError as exc:
+            raise EngineError(f"openai answered something other than an event stream: {exc}") from exc
+        if not done and finish_reason is None:
+            # llama-cpp-python's server, for one, ends the stream this way when generation
+            # fails after it has answered 200 (a prompt longer than its context, say).
+            raise EngineError("openai closed the stream before it was done")
         yield Chunk(finish_reason=finish_reason or "stop", usage=usage)
 
     async def list_models(self) -> list[ModelInfo]:
@@ -52,7 +60,7 @@ class OpenAIEngine:
             response = await self._client.get("/models")
         except httpx.TransportError as exc:
             raise unreachable(self.name, self.base_url, exc) from exc
-        await raise_for_status(response, engine=self.name, model="*")
+        await raise_for_status(response, engine=self.name)
         return [ModelInfo(name=item["id"], engine=self.name) for item in response.json().get("data", [])]
 
     async def context_length(self, model: str) -> int | None:
@@ -74,3 +82,13 @@ def _openai_options(options: GenerationOptions) -> dict:
         "stop": options.stop or None,
     }
     return {key: value for key, value in mapped.items() if value is not None}
+
+
+def _event_json(data: str) -> dict:
+    try:
+        parsed = json.loads(data)
+    except ValueError as exc:
+        raise EngineError(f"openai sent an event that is not JSON: {data[:200]!r}") from exc
+    if not isinstance(parsed, dict):
+        raise EngineError(f"openai sent an event that is not a JSON object: {data[:200]!r}")
+    return parsed

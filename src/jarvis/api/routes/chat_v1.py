@@ -51,7 +51,7 @@ async def chat(body: ChatV1Request, chat: ChatDep, accept: Annotated[str | None,
 @router.get("/health")
 async def chat_health(services: ServicesDep) -> dict:
     report = await health_report(services)
-    return {"status": "healthy" if report["status"] == "ok" else report["status"], **report}
+    return {**report, "status": "healthy" if report["status"] == "ok" else report["status"]}
 
 
 @router.get("/models")

@@ -1,0 +1,78 @@
+"""Shared fixtures: the bundled model in one store for the whole run, a real PostgreSQL
+cluster started by the run, and real servers on loopback for each database backend."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from jarvis.config import Settings
+from jarvis.models.bundled import BUNDLED_NAME, ensure_bundled
+from jarvis.models.store import ModelStore
+from tests.support.live import LiveServer
+from tests.support.postgres import PostgresCluster, find_bindir
+
+BACKENDS = ["sqlite", "postgres"]
+_databases = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    """One model store for the run: the bundled GGUF is written out once."""
+    root = tmp_path_factory.mktemp("models")
+    ensure_bundled(ModelStore(root))
+    return root
+
+
+@pytest.fixture(scope="session")
+def bundled_path(models_dir) -> Path:
+    return ModelStore(models_dir).model_path(BUNDLED_NAME)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    bindir = find_bindir()
+    if bindir is None:
+        message = "PostgreSQL server binaries not found: the PostgreSQL half of the storage and API tests is SKIPPED"
+        warnings.warn(message)
+        print(f"\n!!! {message} !!!", file=sys.stderr)
+        pytest.skip(message)
+    cluster = PostgresCluster.start(bindir)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def make_settings(tmp_path, models_dir, request):
+    """Settings on a fresh data dir; `backend="postgres"` puts the database in the test cluster."""
+
+    def make(backend: str = "sqlite", **overrides) -> Settings:
+        values = {
+            "data_dir": tmp_path / f"data-{next(_databases)}",
+            "models_path": models_dir,
+            "log_level": "WARNING",
+        }
+        if backend == "postgres":
+            cluster = request.getfixturevalue("postgres")
+            values["database_url"] = cluster.create_database(f"jarvis_{os.getpid()}_{next(_databases)}")
+        values.update(overrides)
+        return Settings(_env_file=None, **values)
+
+    return make
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def server(request, tmp_path_factory, models_dir):
+    """A real server on loopback for each database backend, shared by the tests of the run."""
+    values = {"data_dir": tmp_path_factory.mktemp(f"server-{request.param}"), "models_path": models_dir}
+    if request.param == "postgres":
+        cluster = request.getfixturevalue("postgres")
+        values["database_url"] = cluster.create_database(f"jarvis_server_{os.getpid()}")
+    live = LiveServer(Settings(_env_file=None, log_level="WARNING", **values)).start()
+    yield live
+    live.stop()
