@@ -6,12 +6,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))  # works before `pip install -e .` too
 
 from jarvis.app import create_app  # noqa: E402
-from jarvis.config import Settings  # noqa: E402
 
 app = create_app()
 
 if __name__ == "__main__":
     import uvicorn
 
-    settings = Settings()
-    uvicorn.run("main:app", host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    # The app object itself, not "main:app": importing this file a second time would build a second app.
+    settings = app.state.settings
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())

@@ -5,7 +5,9 @@ Built once by `create_app` (or the CLI) and passed down; nothing here does I/O a
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from platformdirs import user_data_dir
 from pydantic import AliasChoices, Field, field_validator
@@ -22,7 +24,18 @@ class Settings(BaseSettings):
     `HUGGINGFACE_TOKEN`) keep working beside the `JARVIS_` ones.
     """
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    # Only the alias names are read from the environment (`PORT` or `DATABASE_URL` are someone
+    # else's); code builds Settings by field name through `Settings.build`.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_ignore_empty=True)
+
+    @classmethod
+    def build(cls, *, env_file: str | None = ".env", **fields) -> Settings:
+        """Settings with some fields given by their Python names (the rest from the environment)."""
+        by_alias = {}
+        for name, value in fields.items():
+            alias = cls.model_fields[name].validation_alias
+            by_alias[alias.choices[0] if isinstance(alias, AliasChoices) else name] = value
+        return cls(_env_file=env_file, **by_alias)
 
     host: str = Field("127.0.0.1", validation_alias=AliasChoices("JARVIS_HOST", "API_HOST"))
     # JARVIS_PORT overrides API_PORT: AliasChoices takes the first one present.
@@ -63,13 +76,23 @@ class Settings(BaseSettings):
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
     @field_validator("log_level")
     @classmethod
-    def _upper_level(cls, value: str) -> str:
-        return value.upper()
+    def _check_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"):
+            raise ValueError(f"LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, not {value!r}")
+        return level
+
+    @field_validator("data_dir", "models_path")
+    @classmethod
+    def _expand_user(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
 
     @property
     def db_url(self) -> str:
@@ -85,5 +108,12 @@ class Settings(BaseSettings):
         """`OLLAMA_HOST` as a URL (Ollama accepts a bare `host:port`)."""
         if not self.ollama_host:
             return None
-        host = self.ollama_host
-        return host.rstrip("/") if "://" in host else f"http://{host}".rstrip("/")
+        parts = urlsplit(self.ollama_host if "://" in self.ollama_host else f"http://{self.ollama_host}")
+        host = parts.hostname or "127.0.0.1"
+        if host in ("0.0.0.0", "::"):  # a bind address: reach it on loopback
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        port = parts.port or (11434 if "://" not in self.ollama_host else None)  # Ollama's default port
+        netloc = f"{host}:{port}" if port else host
+        return f"{parts.scheme}://{netloc}{parts.path}".rstrip("/")

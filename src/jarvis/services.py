@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from jarvis.chat.service import ChatService
 from jarvis.config import Settings
 from jarvis.engines.router import EngineRouter
+from jarvis.errors import JarvisError
 from jarvis.models.bundled import BUNDLED_NAME, ensure_bundled
 from jarvis.models.store import ModelStore
 from jarvis.storage import repos
@@ -45,8 +46,13 @@ class Services:
         engines = EngineRouter.from_settings(settings, store)
         services = cls(settings, db, store, engines, ChatService(db, engines, settings))
         if settings.load_on_start:
-            default = settings.default_model if store.get(settings.default_model) else BUNDLED_NAME
-            await engines.local.load(default)
+            try:
+                engine, name = engines.route(settings.default_model)
+            except JarvisError:
+                log.warning("default model %r is not available; using %s", settings.default_model, BUNDLED_NAME)
+                engine, name = engines.local, BUNDLED_NAME
+            if engine is engines.local:
+                await engines.local.load(name)
         return services
 
     async def close(self) -> None:

@@ -138,3 +138,13 @@ async def test_cancel_with_nothing_running(server):
         await ws.send({"type": "cancel"})
         assert await ws.recv() == {"type": "cancelled", "active": False}
         await asyncio.sleep(0)
+
+
+async def test_cancel_right_after_chat_is_answered(server):
+    async with ws_session(server) as (ws, _):
+        await ws.send({"type": "chat", "message": "Count to a thousand", "stream": True, "temperature": 0, "max_tokens": 400})
+        await ws.send({"type": "cancel"})
+        frames, last = await ws.until("stream_end", "cancelled")
+        assert last["type"] == "cancelled" or last["status"] == "cancelled"
+        await ws.send({"type": "ping"})
+        assert (await ws.recv())["type"] == "pong"

@@ -186,8 +186,14 @@ class ChatService:
         )
 
     def _default_model(self) -> str:
-        loaded = self.engines.local.loaded
-        return loaded.name if loaded else self.settings.default_model
+        """The configured default when it can be served, else whatever model is loaded."""
+        configured = self.settings.default_model
+        try:
+            self.engines.route(configured)
+            return configured
+        except JarvisError:
+            loaded = self.engines.local.loaded
+            return loaded.name if loaded else configured
 
     async def _run(self, reply: Reply) -> AsyncIterator[Started | Token | Finished | Failed]:
         async with self.db.session() as db:

@@ -48,6 +48,7 @@ class Connection:
         self.session_id = new_id()
         self.task: asyncio.Task | None = None
         self.reply: Reply | None = None
+        self.answer_started = False
         self.closed = False
         self._send_lock = asyncio.Lock()
 
@@ -133,6 +134,7 @@ class Connection:
         except JarvisError as exc:
             return await self.error(exc.message, exc.code)
         self.reply = reply
+        self.answer_started = False
         self.task = asyncio.create_task(self.answer(reply, frame))
 
     async def stop(self, status: str) -> bool:
@@ -144,6 +146,8 @@ class Connection:
             self.reply.stop_status = status
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        if not self.closed and not self.answer_started:
+            await self.send({"type": "cancelled", "active": True})
         return True
 
     async def answer(self, reply: Reply, frame: WsChatMessage | WsChat) -> None:
@@ -159,6 +163,7 @@ class Connection:
                             await self.send({"type": "stream_chunk", "content": event.text, "done": False})
                     elif isinstance(event, Started):
                         started = event
+                        self.answer_started = True
                         if streaming:
                             await self.send(
                                 {
@@ -172,7 +177,7 @@ class Connection:
                         await self.finish(frame, started, event)
         except asyncio.CancelledError:
             if self.closed or started is None:
-                raise
+                raise  # stop() tells the client about an answer that never started
             # cancelled by the client: tell it where the answer stopped
             await self.send(self.end_frame(frame, started, "".join(parts), reply.stop_status))
         except Exception as exc:  # the socket went away while sending
