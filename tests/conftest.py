@@ -61,7 +61,7 @@ def make_settings(tmp_path, models_dir, request):
             cluster = request.getfixturevalue("postgres")
             values["database_url"] = cluster.create_database(f"jarvis_{os.getpid()}_{next(_databases)}")
         values.update(overrides)
-        return Settings(_env_file=None, **values)
+        return Settings.build(env_file=None, **values)
 
     return make
 
@@ -73,6 +73,6 @@ def server(request, tmp_path_factory, models_dir):
     if request.param == "postgres":
         cluster = request.getfixturevalue("postgres")
         values["database_url"] = cluster.create_database(f"jarvis_server_{os.getpid()}")
-    live = LiveServer(Settings(_env_file=None, log_level="WARNING", **values)).start()
+    live = LiveServer(Settings.build(env_file=None, log_level="WARNING", **values)).start()
     yield live
     live.stop()
