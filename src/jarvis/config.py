@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     default_max_tokens: int = Field(512, ge=1, validation_alias=AliasChoices("JARVIS_MAX_TOKENS"))
     max_message_chars: int = Field(100_000, ge=1, validation_alias=AliasChoices("JARVIS_MAX_MESSAGE_CHARS"))
 
+    max_concurrent_downloads: int = Field(2, ge=1, le=16, validation_alias=AliasChoices("JARVIS_MAX_DOWNLOADS"))
+    download_connections: int = Field(4, ge=1, le=16, validation_alias=AliasChoices("JARVIS_DOWNLOAD_CONNECTIONS"))
+    # seconds without a byte before a connection counts as stalled and is retried
+    download_stall_seconds: float = Field(20.0, gt=0, validation_alias=AliasChoices("JARVIS_DOWNLOAD_STALL_SECONDS"))
+    download_backoff_seconds: float = Field(0.5, gt=0, validation_alias=AliasChoices("JARVIS_DOWNLOAD_BACKOFF_SECONDS"))
+    # disk space a download must leave free, beyond what running downloads have reserved
+    disk_reserve_mb: int = Field(512, ge=0, validation_alias=AliasChoices("JARVIS_DISK_RESERVE_MB"))
+
     hf_token: str | None = Field(None, validation_alias=AliasChoices("HUGGINGFACE_TOKEN", "HF_TOKEN"))
     hf_endpoint: str = Field("https://huggingface.co", validation_alias=AliasChoices("HF_ENDPOINT"))
     ollama_registry: str = Field(

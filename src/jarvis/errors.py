@@ -66,3 +66,29 @@ class EngineUnavailable(EngineError):
 class ModelLoadError(EngineError):
     status_code = 422
     code = "model_invalid"
+
+
+class UpstreamError(JarvisError):
+    """A registry or download server failed in a way the client cannot fix."""
+
+    status_code = 502
+    code = "upstream_error"
+
+
+class UpstreamAuthError(JarvisError):
+    """A registry wants credentials we do not have (private or gated repo)."""
+
+    status_code = 403
+    code = "upstream_auth"
+
+
+class InsufficientStorage(JarvisError, OSError):
+    status_code = 507
+    code = "insufficient_storage"
+
+
+class VerificationError(JarvisError):
+    """Downloaded bytes are not what the registry said they would be."""
+
+    status_code = 502
+    code = "verification_failed"

@@ -14,6 +14,8 @@ from jarvis.chat.service import ChatService
 from jarvis.config import Settings
 from jarvis.engines.router import EngineRouter
 from jarvis.errors import JarvisError
+from jarvis.events import EventBus
+from jarvis.models.downloads import DownloadManager
 from jarvis.models.bundled import BUNDLED_NAME, ensure_bundled
 from jarvis.models.store import ModelStore
 from jarvis.storage import repos
@@ -29,6 +31,8 @@ class Services:
     store: ModelStore
     engines: EngineRouter
     chat: ChatService
+    bus: EventBus
+    downloads: DownloadManager
     started_at: float = field(default_factory=time.time)
 
     @classmethod
@@ -44,7 +48,10 @@ class Services:
         store = ModelStore(settings.models_dir)
         await asyncio.to_thread(ensure_bundled, store)
         engines = EngineRouter.from_settings(settings, store)
-        services = cls(settings, db, store, engines, ChatService(db, engines, settings))
+        bus = EventBus()
+        downloads = DownloadManager(store, settings, bus=bus)
+        services = cls(settings, db, store, engines, ChatService(db, engines, settings), bus, downloads)
+        await downloads.start()
         if settings.load_on_start:
             try:
                 engine, name = engines.route(settings.default_model)
@@ -56,6 +63,7 @@ class Services:
         return services
 
     async def close(self) -> None:
+        await self.downloads.close()
         await self.chat.drain()
         await self.engines.close()
         await self.db.close()

@@ -45,6 +45,7 @@ Wire facts it follows (sources: huggingface_hub `file_download.py` `get_hf_file_
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -221,10 +222,14 @@ class _Abort(Exception):
 
 
 class _QuietAborts(logging.Filter):
-    """Keeps uvicorn from logging the deliberate aborts as application errors."""
+    """Keeps uvicorn from logging the deliberate aborts as application errors, and a stalled
+    response cut short by `stop()` as a failure."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and _is_abort(record.exc_info[1]))
+        if "graceful shutdown exceeded" in record.getMessage():
+            return False
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (_is_abort(exc) or (isinstance(exc, asyncio.CancelledError) and "graceful shutdown" in str(exc)))
 
 
 def _is_abort(exc: BaseException | None) -> bool:
@@ -470,7 +475,10 @@ class Hub:
         self._registry_tokens: dict[str, set[str]] = {}
         self._serial = 0
         app = _Recorder(Starlette(routes=self._routes()), self)
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        # a stalled or throttled response must not hold `stop()` for long
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True, name=f"hub-{self.port}")
         logger = logging.getLogger("uvicorn.error")
@@ -527,7 +535,8 @@ class Hub:
         private: bool = False,
     ) -> HfRepo:
         """Serve an HF model repo (replacing one of that id). A file is LFS when its name ends
-        in `.gguf` or it is larger than 10 MiB. `gated` is False, True ("auto") or "manual".
+        in `.gguf` or it is larger than 10 MiB. A `str` is a path. `gated` is False, True
+        ("auto") or "manual".
 
         Raises ValueError for a repo id that is not `namespace/name`, FileNotFoundError for a
         missing path."""
@@ -637,8 +646,9 @@ class Hub:
         return HubFile(path, blob.size, None, self.url + quote(path))
 
     def bytes_sent(self, name: str) -> int:
-        """Body bytes of the file(s) known as `name` sent so far, over all requests; raises
-        KeyError for a name the hub does not serve."""
+        """Body bytes of the file known as `name` sent so far, over all requests (HEAD and
+        error pages count nothing). Identical content added twice is one blob behind the CDN,
+        so its count covers both names. Raises KeyError for a name the hub does not serve."""
         blobs = [blob for blob in self._all_blobs() if name in blob.names]
         if not blobs:
             raise KeyError(f"the hub serves no file called {name!r}")
@@ -676,7 +686,7 @@ class Hub:
 
     def _take_fault(self, keys: set[str], wanted: Callable[[Fault], bool]) -> Fault | None:
         with self._lock:
-            for key, fault in self.faults.items():
+            for key, fault in list(self.faults.items()):  # tests may add faults meanwhile
                 if key in keys and fault._left() and wanted(fault):
                     fault.hits += 1
                     return fault
@@ -719,7 +729,8 @@ class Hub:
         if ranged and fault is not None and fault.refuse_range:
             if fault.refuse_status == 416:
                 return Response(b"", status_code=416, headers={"content-range": f"bytes */{size}"})
-            return Response(b"Range requests are not supported\n", status_code=fault.refuse_status, media_type="text/plain")
+            body = b"Range requests are not supported\n"
+            return Response(body, status_code=fault.refuse_status, media_type="text/plain")
         headers = {**headers, "accept-ranges": "bytes"}
         if ranged and fault is not None and fault.ignore_range:
             start, stop, status = 0, size, 200
@@ -762,10 +773,10 @@ class Hub:
                 "The request signature we calculated does not match the signature you provided.",
             )
         blob = self._cdn[sha]
-        expired = grant.expires < time.time() or (
-            self._take_fault(blob.names | {request.url.path}, lambda f: f.expire_after is not None and uses > f.expire_after)
-            is not None
-        )
+        def used_up(f: Fault) -> bool:
+            return f.expire_after is not None and uses > f.expire_after
+
+        expired = grant.expires < time.time() or self._take_fault(blob.names | {request.url.path}, used_up) is not None
         if expired:
             return _xml_error("AccessDenied", "Request has expired")
         headers = {
@@ -831,7 +842,8 @@ class Hub:
             if blobs:
                 sibling.update(blobId=entry.oid, size=entry.blob.size)
                 if entry.lfs:
-                    sibling["lfs"] = {"sha256": entry.blob.sha256, "size": entry.blob.size, "pointerSize": entry.pointer_size}
+                    size, pointer = entry.blob.size, entry.pointer_size
+                    sibling["lfs"] = {"sha256": entry.blob.sha256, "size": size, "pointerSize": pointer}
             siblings.append(sibling)
         ns = repo.repo_id.split("/")[0]
         has_gguf = any(name.endswith(".gguf") for name in repo.files)
@@ -910,7 +922,8 @@ class Hub:
                     "x-linked-size": str(entry.blob.size),
                 }
             )
-            return Response(f"Found. Redirecting to {location}", status_code=302, headers=headers, media_type="text/plain")
+            body = f"Found. Redirecting to {location}"
+            return Response(body, status_code=302, headers=headers, media_type="text/plain")
         base = entry.name.rsplit("/", 1)[-1]
         headers.update(
             {
@@ -955,7 +968,11 @@ class Hub:
         if raw is None:
             return _oci_error(404, "MANIFEST_UNKNOWN", "manifest unknown", {"Tag": reference})
         digest = f"sha256:{hashlib.sha256(raw).hexdigest()}"
-        headers = {"docker-content-digest": digest, "etag": f'"{digest}"', "docker-distribution-api-version": "registry/2.0"}
+        headers = {
+            "docker-content-digest": digest,
+            "etag": f'"{digest}"',
+            "docker-distribution-api-version": "registry/2.0",
+        }
         return Response(raw, media_type=MANIFEST_V2, headers=headers)
 
     async def _v2_blob(self, request: Request) -> Response:
@@ -1014,5 +1031,6 @@ class Hub:
 def _fault_response(fault: Fault) -> Response:
     if fault.status:
         headers = {"retry-after": str(fault.retry_after)} if fault.retry_after is not None else {}
-        return Response(f"{fault.status} injected by the test hub\n", status_code=fault.status, headers=headers, media_type="text/plain")
+        body = f"{fault.status} injected by the test hub\n"
+        return Response(body, status_code=fault.status, headers=headers, media_type="text/plain")
     return Response(HTML_ERROR, status_code=200, media_type="text/html; charset=utf-8")

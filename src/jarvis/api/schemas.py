@@ -162,3 +162,11 @@ class WsCancel(Request):
 
 
 WsFrame = Annotated[WsChatMessage | WsChat | WsPing | WsHistory | WsCancel, Field(discriminator="type")]
+
+
+class ModelKeyRequest(Request):
+    model_key: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class DownloadRequest(ModelKeyRequest):
+    quantization: Annotated[str, Field(min_length=1, max_length=32)] | None = None

@@ -13,12 +13,13 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
-from jarvis.errors import InvalidInput
+from jarvis.errors import InvalidInput, ModelNotFound
 
 DIGEST_RE = re.compile(r"^sha256[:-]([0-9a-f]{64})$")
 
@@ -37,6 +38,11 @@ class Manifest:
     parameter_count: int | None = None
     context_length: int | None = None
     has_chat_template: bool = False
+    url: str | None = None
+    # False when the source published no digest: the sha256 is what we computed, not what we checked
+    verified: bool = True
+    # every file of a split GGUF, in order: {"file", "digest", "size"}; one entry for a single file
+    files: list[dict] = field(default_factory=list)
     installed_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
 
     def to_dict(self) -> dict:
@@ -49,6 +55,14 @@ def normalize_digest(digest: str) -> str:
     if not match:
         raise InvalidInput(f"not a sha256 digest: {digest!r}")
     return f"sha256-{match.group(1)}"
+
+
+def safe_file_name(name: str) -> str:
+    """A file name from a registry, refused if it could leave its folder."""
+    base = name.rsplit("/", 1)[-1]
+    if not base or base in (".", "..") or "\\" in base or "\x00" in base or len(base) > 255:
+        raise InvalidInput(f"unsafe file name: {name!r}")
+    return base
 
 
 def sha256_file(path: Path) -> str:
@@ -75,8 +89,9 @@ class ModelStore:
         self.root = root
         self.blobs = root / "blobs"
         self.manifests = root / "manifests"
-        self.blobs.mkdir(parents=True, exist_ok=True)
-        self.manifests.mkdir(parents=True, exist_ok=True)
+        self.jobs = root / "jobs"
+        for folder in (self.blobs, self.manifests, self.jobs):
+            folder.mkdir(parents=True, exist_ok=True)
 
     def blob_path(self, digest: str) -> Path:
         return self.blobs / normalize_digest(digest)
@@ -88,23 +103,72 @@ class ModelStore:
         path = self._manifest_path(name)
         try:
             manifest = Manifest(**json.loads(path.read_text()))
-        except (FileNotFoundError, ValueError, TypeError):
+        except (OSError, ValueError, TypeError):
             return None
-        return manifest if self.blob_path(manifest.digest).exists() else None
+        return manifest if all(self.blob_path(d).exists() for d in self.digests(manifest)) else None
+
+    @staticmethod
+    def digests(manifest: Manifest) -> list[str]:
+        return [f["digest"] for f in manifest.files] or [manifest.digest]
 
     def list(self) -> list[Manifest]:
-        names = []
-        for path in sorted(self.manifests.glob("*.json")):
-            try:
-                names.append(json.loads(path.read_text())["name"])
-            except (ValueError, KeyError, OSError):
-                continue
+        """Installed models (a manifest whose blobs are all present), by name."""
+        names = sorted(m.name for m in self._all_manifests())
         return [manifest for name in names if (manifest := self.get(name))]
 
     def model_path(self, name: str) -> Path | None:
+        """The path llama.cpp opens: the blob, or for a split GGUF the first of its named links."""
         manifest = self.get(name)
-        return self.blob_path(manifest.digest) if manifest else None
+        if manifest is None:
+            return None
+        if len(manifest.files) <= 1:
+            return self.blob_path(manifest.digest)
+        return self._link_split(manifest)
+
+    def _link_split(self, manifest: Manifest) -> Path:
+        # llama.cpp finds the other parts of a split GGUF by their names next to the first.
+        folder = self.root / "links" / quote(manifest.name, safe="")
+        folder.mkdir(parents=True, exist_ok=True)
+        for entry in manifest.files:
+            link = folder / safe_file_name(entry["file"])
+            target = self.blob_path(entry["digest"])
+            if not link.is_symlink() or link.resolve() != target.resolve():
+                link.unlink(missing_ok=True)
+                link.symlink_to(target)
+        return folder / safe_file_name(manifest.files[0]["file"])
 
     def save(self, manifest: Manifest) -> None:
         manifest.digest = normalize_digest(manifest.digest)
+        for entry in manifest.files:
+            entry["digest"] = normalize_digest(entry["digest"])
+            safe_file_name(entry["file"])
         write_atomic(self._manifest_path(manifest.name), json.dumps(manifest.to_dict(), indent=2).encode())
+
+    def delete(self, name: str) -> list[str]:
+        """Remove a model's manifest, then each of its blobs that no other manifest uses.
+
+        Returns the digests removed. Raises ModelNotFound if no such manifest exists.
+        """
+        path = self._manifest_path(name)
+        try:
+            manifest = Manifest(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise ModelNotFound(f"model {name!r} is not installed") from exc
+        path.unlink()
+        shutil.rmtree(self.root / "links" / quote(name, safe=""), ignore_errors=True)
+        in_use = {d for other in self._all_manifests() for d in self.digests(other)}
+        removed = []
+        for digest in self.digests(manifest):
+            if digest not in in_use:
+                self.blob_path(digest).unlink(missing_ok=True)
+                removed.append(digest)
+        return removed
+
+    def _all_manifests(self) -> list[Manifest]:
+        manifests = []
+        for path in self.manifests.glob("*.json"):
+            try:
+                manifests.append(Manifest(**json.loads(path.read_text())))
+            except (OSError, ValueError, TypeError):
+                continue
+        return manifests

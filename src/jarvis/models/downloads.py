@@ -1,0 +1,415 @@
+"""The download manager: a queue of jobs, each fetching a model's files with `Transfer`,
+verifying them and installing a manifest. Jobs outlive the request that started them
+(requests subscribe to progress and may leave), are saved under `models/jobs/`, and
+resume by themselves when the service starts again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import httpx
+
+from jarvis.config import Settings
+from jarvis.errors import Conflict, InsufficientStorage, JarvisError, ModelLoadError, NotFound, UpstreamAuthError
+from jarvis.events import EventBus
+from jarvis.models.bundled import ensure_bundled
+from jarvis.models.gguf_info import read_metadata
+from jarvis.models.plan import Plan, RemoteFile
+from jarvis.models.refs import parse_model_key
+from jarvis.models.resolver import Resolver
+from jarvis.models.store import Manifest, ModelStore, write_atomic
+from jarvis.models.transfer import Transfer, TransferCancelled, TransferOptions
+
+log = logging.getLogger(__name__)
+
+ACTIVE = ("queued", "downloading", "stalled", "retrying", "verifying")
+TICK_SECONDS = 0.1  # at most ten progress events a second per job
+SPEED_WINDOW = 3.0
+
+
+@dataclass
+class DownloadJob:
+    id: str
+    model_key: str
+    quantization: str | None
+    plan: Plan
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    status: str = "queued"
+    error: str | None = None
+    error_code: str | None = None
+    reported_bytes: int = 0
+    speed_bps: float = 0.0
+    cancel: threading.Event = field(default_factory=threading.Event)
+    transfers: list[Transfer] = field(default_factory=list)
+    done_bytes: int = 0  # files already complete
+    task: asyncio.Task | None = None
+    _samples: deque = field(default_factory=lambda: deque(maxlen=64))
+
+    @property
+    def name(self) -> str:
+        return self.plan.name
+
+    @property
+    def total_bytes(self) -> int | None:
+        total = self.plan.total_bytes
+        if total is None and self.transfers and all(t.size for t in self.transfers):
+            total = self.done_bytes + sum(t.size for t in self.transfers)
+        return total
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+    def snapshot(self) -> dict:
+        total = self.total_bytes
+        if self.status == "completed":
+            percent = 100.0
+        elif total:
+            percent = min(99.9, round(self.reported_bytes * 100 / total, 1))
+        else:
+            percent = 0.0
+        remaining = (total - self.reported_bytes) if total else None
+        eta = round(remaining / self.speed_bps) if remaining is not None and self.speed_bps > 0 else None
+        data = {
+            "model": self.model_key,
+            "name": self.name,
+            "job_id": self.id,
+            "quantization": self.plan.quantization,
+            "percent": percent,
+            "speed_mbps": round(self.speed_bps / 1e6, 2),
+            "eta_seconds": 0 if self.status == "completed" else eta,
+            "status": self.status,
+            "downloaded_bytes": self.reported_bytes,
+            "total_bytes": total,
+        }
+        if self.error:
+            data["error"] = self.error
+        return data
+
+
+class DownloadManager:
+    def __init__(self, store: ModelStore, settings: Settings, *, bus: EventBus) -> None:
+        self.store = store
+        self.settings = settings
+        self.bus = bus
+        self.client = httpx.AsyncClient(follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0))
+        self.resolver = Resolver(settings, self.client)
+        self.jobs: dict[str, DownloadJob] = {}  # by job id
+        self._slots = asyncio.Semaphore(settings.max_concurrent_downloads)
+        self._files: dict[str, asyncio.Future] = {}  # one transfer per file, by digest or URL
+        self._closing = False
+        self.options = TransferOptions(
+            connections=settings.download_connections,
+            stall_timeout=settings.download_stall_seconds,
+            backoff_base=settings.download_backoff_seconds,
+        )
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resume the jobs that were running when the service last stopped."""
+        for path in sorted(self.store.jobs.glob("*.json")):
+            try:
+                saved = json.loads(path.read_text())
+                job = DownloadJob(
+                    id=saved["id"],
+                    model_key=saved["model_key"],
+                    quantization=saved.get("quantization"),
+                    plan=Plan.from_dict(saved["plan"]),
+                    created_at=saved["created_at"],
+                )
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("dropping unreadable download job %s: %s", path.name, exc)
+                path.unlink(missing_ok=True)
+                continue
+            log.info("resuming the download of %s", job.name)
+            self._schedule(job)
+
+    async def close(self) -> None:
+        """Stop transfers without discarding them: they resume at the next start."""
+        self._closing = True
+        for job in self.jobs.values():
+            for transfer in job.transfers:
+                transfer.cancel.set()
+                transfer.abort()
+        tasks = [job.task for job in self.jobs.values() if job.task]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.client.aclose()
+
+    # --- requests --------------------------------------------------------------------------
+
+    async def submit(self, model_key: str, quantization: str | None = None) -> DownloadJob:
+        """Start (or join) the download of a model. Raises InvalidInput, ModelNotFound,
+        UpstreamAuthError, UpstreamError, InsufficientStorage."""
+        ref = parse_model_key(model_key, quantization)
+        if ref.source == "bundled":
+            manifest = await asyncio.to_thread(ensure_bundled, self.store)
+            return self._finished_job(model_key, Plan(name=manifest.name, model_key=model_key, source="bundled"))
+        plan = await self.resolver.plan(ref)
+        for job in self.jobs.values():
+            if job.name == plan.name and job.active:
+                return job  # asked twice: one job, one transfer
+        if self.store.get(plan.name):
+            return self._finished_job(model_key, plan)
+        self._check_disk(plan)
+        job = DownloadJob(id=_job_id(plan.name), model_key=model_key, quantization=quantization, plan=plan)
+        write_atomic(
+            self.store.jobs / f"{job.id}.json",
+            json.dumps({"id": job.id, "model_key": model_key, "quantization": quantization,
+                        "plan": plan.to_dict(), "created_at": job.created_at}).encode(),
+        )
+        self._schedule(job)
+        return job
+
+    async def variants(self, model_key: str) -> list[dict]:
+        ref = parse_model_key(model_key)
+        if ref.source == "bundled":
+            manifest = self.store.get(ref.key)
+            return [{"quantization": manifest.quantization if manifest else "Q4_K_M", "file": manifest.file if manifest else None,
+                     "size": manifest.size if manifest else None, "sha256": manifest.digest.removeprefix("sha256-") if manifest else None,
+                     "url": None, "recommended": True}]
+        return await self.resolver.variants(ref)
+
+    def find(self, model_key: str) -> DownloadJob | None:
+        """The newest job for a model key, installed name or job id."""
+        matches = [j for j in self.jobs.values() if model_key in (j.model_key, j.name, j.id)]
+        active = [j for j in matches if j.active]
+        return (active or matches or [None])[-1]
+
+    def active_for(self, name: str) -> DownloadJob | None:
+        return next((j for j in self.jobs.values() if j.active and name in (j.name, j.model_key)), None)
+
+    async def cancel(self, model_key: str) -> DownloadJob:
+        """Stop a running download at once and remove its partial data. Raises NotFound."""
+        job = self.find(model_key)
+        if job is None or not job.active:
+            raise NotFound(f"no download of {model_key!r} is running")
+        job.cancel.set()
+        for transfer in job.transfers:
+            transfer.abort()
+        if job.task:
+            if not job.transfers:  # still queued (or between files): nothing to interrupt but the task
+                job.task.cancel()
+            await asyncio.gather(job.task, return_exceptions=True)
+        return job
+
+    def snapshots(self) -> list[dict]:
+        return [job.snapshot() for job in self.jobs.values()]
+
+    # --- running jobs ------------------------------------------------------------------------
+
+    def _finished_job(self, model_key: str, plan: Plan) -> DownloadJob:
+        job = DownloadJob(id=_job_id(plan.name), model_key=model_key, quantization=plan.quantization, plan=plan, status="completed")
+        self.jobs[job.id] = job
+        self.bus.publish("download.progress", job.snapshot())
+        return job
+
+    def _schedule(self, job: DownloadJob) -> None:
+        self.jobs[job.id] = job
+        self.bus.publish("download.progress", job.snapshot())
+        job.task = asyncio.create_task(self._run(job), name=f"download {job.name}")
+
+    def _check_disk(self, plan: Plan) -> None:
+        needed = 0
+        for remote in plan.files:
+            if remote.digest and self.store.blob_path(remote.digest).exists():
+                continue
+            needed += max(0, (remote.size or 0) - _partial_bytes(self._partial_path(remote)))
+        reserved = sum(
+            max(0, (j.total_bytes or 0) - j.reported_bytes) for j in self.jobs.values() if j.active
+        )
+        free = shutil.disk_usage(self.store.blobs).free
+        margin = self.settings.disk_reserve_mb * 1024 * 1024
+        if needed + reserved + margin > free:
+            raise InsufficientStorage(
+                f"{plan.name} needs {needed / 1e9:.2f} GB; {free / 1e9:.2f} GB are free, "
+                f"{reserved / 1e9:.2f} GB of it reserved by running downloads and {margin / 1e9:.2f} GB kept spare",
+                details={"needed_bytes": needed, "free_bytes": free, "reserved_bytes": reserved},
+            )
+
+    def _partial_path(self, remote: RemoteFile):
+        if remote.digest:
+            return self.store.blobs / f"{self.store.blob_path(remote.digest).name}.partial"
+        return self.store.blobs / f"url-{hashlib.sha256(remote.url.encode()).hexdigest()[:32]}.partial"
+
+    async def _run(self, job: DownloadJob) -> None:
+        ticker = asyncio.create_task(self._tick(job))
+        keep_job_file = False
+        try:
+            async with self._slots:
+                job.status = "downloading"
+                digests = [await self._fetch(job, remote) for remote in job.plan.files]
+                job.status = "verifying"
+                self._publish(job)
+                await asyncio.to_thread(self._install, job.plan, digests)
+                job.status = "completed"
+                job.reported_bytes = job.total_bytes or job.reported_bytes
+        except (asyncio.CancelledError, TransferCancelled):
+            if self._closing:  # shutting down: the job resumes at the next start
+                keep_job_file = True
+                raise
+            job.status = "cancelled"
+        except JarvisError as exc:
+            job.status, job.error, job.error_code = "error", exc.message, exc.code
+        except Exception as exc:  # a bug must end this job, not the manager
+            log.exception("download of %s failed", job.name)
+            job.status, job.error, job.error_code = "error", f"{type(exc).__name__}: {exc}", "internal_error"
+        finally:
+            ticker.cancel()
+            if not keep_job_file:
+                (self.store.jobs / f"{job.id}.json").unlink(missing_ok=True)
+                self._publish(job)
+                if job.status == "error":
+                    self.bus.publish("download.error", {"model": job.model_key, "name": job.name, "error": job.error})
+
+    async def _fetch(self, job: DownloadJob, remote: RemoteFile) -> str:
+        """Fetch one file into the store; returns its digest (`sha256-<hex>`).
+
+        A file another job is already fetching is waited for, not fetched twice.
+        """
+        key = remote.digest or remote.url
+        while True:
+            if remote.digest and self.store.blob_path(remote.digest).exists():
+                job.done_bytes += self.store.blob_path(remote.digest).stat().st_size
+                return remote.digest
+            shared = self._files.get(key)
+            if shared is None:
+                break
+            try:
+                digest = await asyncio.shield(shared)
+            except TransferCancelled:
+                if job.cancel.is_set():
+                    raise
+                continue  # the other job was cancelled; this one fetches the file itself
+            job.done_bytes += self.store.blob_path(digest).stat().st_size
+            return digest
+        future = asyncio.get_running_loop().create_future()
+        self._files[key] = future
+        try:
+            digest = await self._transfer(job, remote)
+            future.set_result(digest)
+            return digest
+        except BaseException as exc:
+            future.set_exception(exc if isinstance(exc, Exception) else TransferCancelled())
+            future.exception()  # marks it retrieved when nobody else waits
+            raise
+        finally:
+            self._files.pop(key, None)
+
+    async def _transfer(self, job: DownloadJob, remote: RemoteFile) -> str:
+        partial = self._partial_path(remote)
+        for attempt in range(2):
+            transfer = Transfer(
+                remote,
+                partial,
+                headers=self.resolver.auth_headers(remote, job.plan),
+                options=self.options,
+                cancel=job.cancel,
+            )
+            job.transfers.append(transfer)
+            try:
+                hexdigest = await asyncio.to_thread(transfer.run)
+                break
+            except UpstreamAuthError:
+                if attempt or remote.auth != "ollama":
+                    raise
+                await self.resolver.refresh_auth(job.plan)  # registry tokens expire
+            except TransferCancelled:
+                if not self._closing:
+                    transfer.discard()
+                raise
+            finally:
+                job.transfers.remove(transfer)
+        digest = f"sha256-{hexdigest}"
+        blob = self.store.blob_path(digest)
+        os.replace(partial, blob)
+        transfer.state_path.unlink(missing_ok=True)
+        job.done_bytes += blob.stat().st_size
+        return digest
+
+    def _install(self, plan: Plan, digests: list[str]) -> Manifest:
+        paths = [self.store.blob_path(d) for d in digests]
+        try:
+            metas = [read_metadata(path) for path in paths]
+        except ModelLoadError:
+            for digest, path in zip(digests, paths):
+                if not any(digest in self.store.digests(m) for m in self.store.list()):
+                    path.unlink(missing_ok=True)
+            raise
+        meta = metas[0]
+        manifest = Manifest(
+            name=plan.name,
+            digest=digests[0],
+            size=sum(path.stat().st_size for path in paths),
+            source=plan.source,
+            repo=plan.repo,
+            file=plan.files[0].file,
+            quantization=plan.quantization or meta["quantization"],
+            family=meta["architecture"],
+            parameter_count=sum(m["parameter_count"] for m in metas),
+            context_length=meta["context_length"],
+            has_chat_template=meta["has_chat_template"],
+            url=plan.files[0].url,
+            verified=all(f.digest for f in plan.files),
+            files=[{"file": f.file, "digest": d, "size": p.stat().st_size} for f, d, p in zip(plan.files, digests, paths)],
+        )
+        self.store.save(manifest)
+        log.info("installed %s (%s)", manifest.name, "verified" if manifest.verified else "unverified: no published digest")
+        return manifest
+
+    # --- progress ---------------------------------------------------------------------------------
+
+    def _measure(self, job: DownloadJob) -> None:
+        current = job.done_bytes + sum(t.downloaded for t in job.transfers)
+        job.reported_bytes = max(job.reported_bytes, current)  # never backwards
+        now = time.monotonic()
+        job._samples.append((now, current))
+        while job._samples and now - job._samples[0][0] > SPEED_WINDOW:
+            job._samples.popleft()
+        first_time, first_bytes = job._samples[0]
+        job.speed_bps = (current - first_bytes) / (now - first_time) if now > first_time and current > first_bytes else 0.0
+        phases = {t.phase for t in job.transfers}
+        if job.status in ("downloading", "stalled", "retrying"):
+            job.status = next((p for p in ("stalled", "retrying") if p in phases), "downloading")
+
+    def _publish(self, job: DownloadJob) -> None:
+        if job.active:
+            self._measure(job)
+        else:
+            job.speed_bps = 0.0
+        self.bus.publish("download.progress", job.snapshot())
+
+    async def _tick(self, job: DownloadJob) -> None:
+        last = None
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            self._measure(job)
+            snapshot = job.snapshot()
+            if snapshot != last:
+                self.bus.publish("download.progress", snapshot)
+                last = snapshot
+
+
+def _partial_bytes(partial) -> int:
+    try:
+        state = json.loads(partial.with_name(partial.name + ".json").read_text())
+        return sum(done for _start, _end, done in state["segments"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def _job_id(name: str) -> str:
+    return hashlib.sha256(f"{name}|{time.time_ns()}".encode()).hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""Sources of models: the HuggingFace Hub, the Ollama registry, plain URLs."""

@@ -1,0 +1,64 @@
+"""Fixtures for the download tests: a test hub on loopback and a JARVIS server pointed at it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from jarvis.models.bundled import BUNDLED_NAME
+from jarvis.models.store import ModelStore
+from tests.support.hub import Hub
+from tests.support.live import LiveServer
+
+
+@pytest.fixture
+def hub(tmp_path):
+    hub = Hub(tmp_path / "hub").start()
+    yield hub
+    hub.stop()
+
+
+def fresh_store(root: Path, shared: Path) -> Path:
+    """A new model store holding the bundled model as a hard link (no 250 MB copy)."""
+    store = ModelStore(root)
+    source = ModelStore(shared)
+    manifest = source.get(BUNDLED_NAME)
+    blob = source.blob_path(manifest.digest)
+    os.link(blob, store.blob_path(manifest.digest))
+    store.save(manifest)
+    return root
+
+
+@pytest.fixture
+def download_settings(make_settings, tmp_path, models_dir, hub):
+    def make(**overrides):
+        values = {
+            "models_path": fresh_store(tmp_path / f"store-{len(list(tmp_path.glob('store-*')))}", models_dir),
+            "hf_endpoint": hub.url,
+            "ollama_registry": hub.url,
+            "allow_insecure_urls": True,
+            "load_on_start": False,
+            "download_stall_seconds": 1.0,
+            "download_backoff_seconds": 0.05,
+            "disk_reserve_mb": 0,
+        }
+        values.update(overrides)
+        return make_settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def dl_server(download_settings):
+    server = LiveServer(download_settings()).start()
+    yield server
+    server.stop()
+
+
+def read_manifest(store_root: Path, name: str) -> dict:
+    from urllib.parse import quote
+
+    return json.loads((store_root / "manifests" / f"{quote(name, safe='')}.json").read_text())
