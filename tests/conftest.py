@@ -14,6 +14,7 @@ import pytest
 from jarvis.config import Settings
 from jarvis.models.bundled import BUNDLED_NAME, ensure_bundled
 from jarvis.models.store import ModelStore
+from tests.support.hub import Hub
 from tests.support.live import LiveServer
 from tests.support.postgres import PostgresCluster, find_bindir
 
@@ -32,6 +33,24 @@ def models_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def bundled_path(models_dir) -> Path:
     return ModelStore(models_dir).model_path(BUNDLED_NAME)
+
+
+@pytest.fixture
+def hub(tmp_path):
+    """A model hub on loopback (HuggingFace API, OCI registry, plain files; see tests/support/hub.py)."""
+    hub = Hub(tmp_path / "hub").start()
+    yield hub
+    hub.stop()
+
+
+def fresh_store(root: Path, shared: Path) -> Path:
+    """A new model store holding the bundled model as a hard link (no 250 MB copy)."""
+    store = ModelStore(root)
+    source = ModelStore(shared)
+    manifest = source.get(BUNDLED_NAME)
+    os.link(source.blob_path(manifest.digest), store.blob_path(manifest.digest))
+    store.save(manifest)
+    return root
 
 
 @pytest.fixture(scope="session")

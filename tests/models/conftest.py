@@ -10,26 +10,8 @@ import pytest
 
 from jarvis.models.bundled import BUNDLED_NAME
 from jarvis.models.store import ModelStore
-from tests.support.hub import Hub
+from tests.conftest import fresh_store
 from tests.support.live import LiveServer
-
-
-@pytest.fixture
-def hub(tmp_path):
-    hub = Hub(tmp_path / "hub").start()
-    yield hub
-    hub.stop()
-
-
-def fresh_store(root: Path, shared: Path) -> Path:
-    """A new model store holding the bundled model as a hard link (no 250 MB copy)."""
-    store = ModelStore(root)
-    source = ModelStore(shared)
-    manifest = source.get(BUNDLED_NAME)
-    blob = source.blob_path(manifest.digest)
-    os.link(blob, store.blob_path(manifest.digest))
-    store.save(manifest)
-    return root
 
 
 @pytest.fixture

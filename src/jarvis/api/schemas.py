@@ -168,5 +168,10 @@ class ModelKeyRequest(Request):
     model_key: Annotated[str, Field(min_length=1, max_length=500)]
 
 
+class CancelRequest(ModelKeyRequest):
+    # true: stop but keep what was fetched, so pulling again resumes (what `jarvis pull` does on Ctrl-C)
+    keep_partial: bool = False
+
+
 class DownloadRequest(ModelKeyRequest):
     quantization: Annotated[str, Field(min_length=1, max_length=32)] | None = None

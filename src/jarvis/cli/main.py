@@ -1,51 +1,21 @@
-"""`jarvis serve | list | ps`: thin commands over the same services the server runs."""
+"""`jarvis serve | list | ps | pull | rm`: thin commands over the same services the server runs."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Optional
 
-import httpx
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from jarvis.cli.common import console, get_json
+from jarvis.cli.pull import pull, rm
 
 from jarvis.config import Settings
 from jarvis.models.bundled import ensure_bundled
 from jarvis.models.store import ModelStore
 
 app = typer.Typer(help="JARVIS Core: a local-first AI assistant backend.", no_args_is_help=True)
-console = Console()
-errors = Console(stderr=True)
-
-
-def fail(message: str) -> NoReturn:
-    """The CLI's one error formatter: a single line on stderr, exit status 1."""
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(1)
-
-
-def _server_url(settings: Settings) -> str:
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    if ":" in host:  # an IPv6 literal
-        host = f"[{host}]"
-    return f"http://{host}:{settings.port}"
-
-
-def _get(settings: Settings, path: str) -> dict:
-    """GET from the running server. Fails with one line when none answers or it answers an error."""
-    url = _server_url(settings)
-    try:
-        response = httpx.get(url + path, timeout=5.0)
-    except httpx.TransportError:
-        fail(f"no JARVIS server answers at {url} (start one with `jarvis serve`; API_HOST / JARVIS_PORT say where)")
-    if response.is_error:
-        try:
-            message = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = response.text[:200] or response.reason_phrase
-        fail(f"{url}{path} answered {response.status_code}: {message}")
-    return response.json()
 
 
 @app.command()
@@ -105,7 +75,7 @@ def list_models() -> None:
 def ps() -> None:
     """The model loaded in the running server (found through API_HOST and JARVIS_PORT / API_PORT)."""
     settings = Settings()
-    active = _get(settings, "/api/models/active")
+    active = get_json(settings, "/api/models/active")
     table = Table("NAME", "ENGINE", "STATE", "CONTEXT", "LOAD TIME")
     model = active.get("model") or {}
     load = active.get("load_seconds")
@@ -118,6 +88,9 @@ def ps() -> None:
     )
     console.print(table)
 
+
+app.command()(pull)
+app.command()(rm)
 
 if __name__ == "__main__":
     app()

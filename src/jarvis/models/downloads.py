@@ -51,6 +51,7 @@ class DownloadJob:
     reported_bytes: int = 0
     speed_bps: float = 0.0
     cancel: threading.Event = field(default_factory=threading.Event)
+    keep_partial: bool = False  # a cancel that is a pause (`jarvis pull` interrupted)
     transfers: list[Transfer] = field(default_factory=list)
     done_bytes: int = 0  # files already complete
     task: asyncio.Task | None = None
@@ -192,11 +193,13 @@ class DownloadManager:
     def active_for(self, name: str) -> DownloadJob | None:
         return next((j for j in self.jobs.values() if j.active and name in (j.name, j.model_key)), None)
 
-    async def cancel(self, model_key: str) -> DownloadJob:
-        """Stop a running download at once and remove its partial data. Raises NotFound."""
+    async def cancel(self, model_key: str, *, keep_partial: bool = False) -> DownloadJob:
+        """Stop a running download at once. Its partial data is removed, unless `keep_partial`
+        (a pause: pulling the same model again resumes it). Raises NotFound."""
         job = self.find(model_key)
         if job is None or not job.active:
             raise NotFound(f"no download of {model_key!r} is running")
+        job.keep_partial = keep_partial
         job.cancel.set()
         for transfer in job.transfers:
             transfer.abort()
@@ -328,7 +331,7 @@ class DownloadManager:
                     raise
                 await self.resolver.refresh_auth(job.plan)  # registry tokens expire
             except TransferCancelled:
-                if not self._closing:
+                if not self._closing and not job.keep_partial:
                     transfer.discard()
                 raise
             finally:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from sse_starlette import EventSourceResponse
 
 from jarvis.api.deps import ServicesDep
-from jarvis.api.schemas import DownloadRequest, ModelKeyRequest
+from jarvis.api.schemas import CancelRequest, DownloadRequest, ModelKeyRequest
 from jarvis.errors import Conflict, ModelNotFound
 from jarvis.models.catalog import load_catalog
 from jarvis.models.installed import find_installed
@@ -136,8 +136,8 @@ async def download_progress(
 
 
 @router.post("/cancel")
-async def cancel(body: ModelKeyRequest, services: ServicesDep) -> dict:
-    job = await services.downloads.cancel(body.model_key)
+async def cancel(body: CancelRequest, services: ServicesDep) -> dict:
+    job = await services.downloads.cancel(body.model_key, keep_partial=body.keep_partial)
     return job.snapshot()
 
 

@@ -1,0 +1,56 @@
+"""What the commands share: the console, the one error formatter, finding the server."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import httpx
+import typer
+from rich.console import Console
+
+from jarvis.config import Settings
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def fail(message: str) -> NoReturn:
+    """The CLI's one error formatter: a single line on stderr, exit status 1."""
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def server_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
+def get_json(settings: Settings, path: str) -> dict:
+    """GET from the running server. Fails with one line when none answers or it answers an error."""
+    url = server_url(settings)
+    try:
+        response = httpx.get(url + path, timeout=5.0)
+    except httpx.TransportError:
+        fail(f"no JARVIS server answers at {url} (start one with `jarvis serve`; API_HOST / JARVIS_PORT say where)")
+    if response.is_error:
+        fail(f"{url}{path} answered {response.status_code}: {error_message(response)}")
+    return response.json()
+
+
+
+
+def server_answers(settings: Settings) -> bool:
+    """Whether a JARVIS server is running where the settings say."""
+    try:
+        return httpx.get(server_url(settings) + "/api/health", timeout=2.0).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def error_message(response: httpx.Response) -> str:
+    try:
+        return response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200] or response.reason_phrase

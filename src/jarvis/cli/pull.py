@@ -1,0 +1,150 @@
+"""`jarvis pull` and `jarvis rm`: through the running server when one answers, else standalone
+with the same download manager and store the server uses."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Optional
+
+import httpx
+import typer
+from httpx_sse import aconnect_sse
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn
+
+from jarvis.cli.common import console, error_message, fail, server_answers, server_url
+from jarvis.config import Settings
+from jarvis.errors import JarvisError
+
+TERMINAL = ("completed", "cancelled", "error")
+
+
+def pull(
+    model: Annotated[str, typer.Argument(help="a shortcut (mistral, qwen…), hf.co/ns/repo[:QUANT], name:tag, or an https URL")],
+    quantization: Annotated[Optional[str], typer.Option("--quantization", "-q", help="e.g. Q4_K_M")] = None,
+) -> None:
+    """Download a model, with progress. Ctrl-C stops; pulling again resumes where it stopped."""
+    settings = Settings()
+    remote = server_answers(settings)
+    run = _pull_remote(server_url(settings), model, quantization) if remote else _pull_local(settings, model, quantization)
+    try:
+        final = asyncio.run(run)
+    except KeyboardInterrupt:
+        console.print("[yellow]stopped[/]; run the same command again to resume")
+        raise typer.Exit(130) from None
+    if final["status"] == "error":
+        fail(final.get("error") or "the download failed")
+    if final["status"] == "cancelled":
+        fail("the download was cancelled")
+    console.print(f"[green]installed[/] {final['name']}")
+
+
+def rm(model: Annotated[str, typer.Argument(help="an installed model's name or the key it was pulled with")]) -> None:
+    """Delete an installed model (its files go when no other model uses them)."""
+    settings = Settings()
+    if server_answers(settings):
+        response = httpx.request("DELETE", server_url(settings) + "/api/models/delete", json={"model_key": model}, timeout=30)
+        if response.is_error:
+            fail(error_message(response))
+        name = response.json()["model"]
+    else:
+        from jarvis.models.installed import find_installed
+        from jarvis.models.store import ModelStore
+
+        store = ModelStore(settings.models_dir)
+        try:
+            name = find_installed(store, model).name
+            store.delete(name)
+        except JarvisError as exc:
+            fail(exc.message)
+    console.print(f"deleted {name}")
+
+
+async def _show(updates: AsyncIterator[dict]) -> dict:
+    """Render progress snapshots until the job ends; returns the last one."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[speed]}"),
+        TextColumn("{task.fields[eta]}"),
+        TextColumn("[dim]{task.fields[status]}"),
+    )
+    last: dict = {}
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("", total=None, speed="", eta="", status="")
+        async for snapshot in updates:
+            last = snapshot
+            eta = snapshot.get("eta_seconds")
+            progress.update(
+                task,
+                description=snapshot["name"],
+                total=snapshot.get("total_bytes"),
+                completed=snapshot.get("downloaded_bytes") or 0,
+                speed=f"{snapshot.get('speed_mbps') or 0:.1f} MB/s",
+                eta=f"ETA {eta}s" if eta is not None and snapshot["status"] != "completed" else "",
+                status=snapshot["status"],
+            )
+            if snapshot["status"] in TERMINAL:
+                break
+    return last
+
+
+async def _pull_remote(url: str, model: str, quantization: str | None) -> dict:
+    async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(30.0, read=None)) as http:
+        response = await http.post("/api/models/download", json={"model_key": model, "quantization": quantization})
+        if response.is_error:
+            fail(error_message(response))
+        job = response.json()
+        if job["status"] in TERMINAL:
+            return job
+
+        async def updates() -> AsyncIterator[dict]:
+            params = {"model": job["job_id"]}
+            async with aconnect_sse(http, "GET", "/api/models/download/progress", params=params) as source:
+                async for event in source.aiter_sse():
+                    if event.event == "progress":
+                        yield json.loads(event.data)
+
+        cancel = lambda: http.post("/api/models/cancel", json={"model_key": job["job_id"], "keep_partial": True})  # noqa: E731
+        return await _until_done(_show(updates()), cancel)
+
+
+async def _pull_local(settings: Settings, model: str, quantization: str | None) -> dict:
+    from jarvis.events import EventBus
+    from jarvis.models.downloads import DownloadManager
+    from jarvis.models.store import ModelStore
+
+    manager = DownloadManager(ModelStore(settings.models_dir), settings, bus=EventBus())
+    try:
+        try:
+            job = await manager.submit(model, quantization)
+        except JarvisError as exc:
+            fail(exc.message)
+        if job.status in TERMINAL:
+            return job.snapshot()
+
+        async def updates() -> AsyncIterator[dict]:
+            while True:
+                yield job.snapshot()
+                if not job.active:
+                    return
+                await asyncio.sleep(0.1)
+
+        return await _until_done(_show(updates()), lambda: manager.cancel(job.id, keep_partial=True))
+    finally:
+        await manager.close()
+
+
+async def _until_done(watch: Awaitable[dict], pause: Callable[[], Awaitable]) -> dict:
+    """Wait for the download; on Ctrl-C (the task is cancelled) pause it so it can resume."""
+    try:
+        return await watch
+    except asyncio.CancelledError:
+        try:
+            await asyncio.wait_for(pause(), 10)
+        except Exception:  # the pause is best effort: the partial data is kept either way
+            pass
+        raise
