@@ -88,3 +88,13 @@ class ChatMessage(Base):
     duration_ms: Mapped[float | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PluginState(Base):
+    """Whether a plugin is enabled; plugins not listed here use their default."""
+
+    __tablename__ = "plugin_state"
+
+    plugin_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    enabled: Mapped[bool] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
