@@ -18,6 +18,7 @@ from jarvis.events import EventBus
 from jarvis.models.downloads import DownloadManager
 from jarvis.models.bundled import BUNDLED_NAME, ensure_bundled
 from jarvis.models.store import ModelStore
+from jarvis.plugins.manager import PluginManager
 from jarvis.storage import repos
 from jarvis.storage.db import Database
 
@@ -33,6 +34,7 @@ class Services:
     chat: ChatService
     bus: EventBus
     downloads: DownloadManager
+    plugins: PluginManager
     started_at: float = field(default_factory=time.time)
 
     @classmethod
@@ -50,7 +52,12 @@ class Services:
         engines = EngineRouter.from_settings(settings, store)
         bus = EventBus()
         downloads = DownloadManager(store, settings, bus=bus)
-        services = cls(settings, db, store, engines, ChatService(db, engines, settings), bus, downloads)
+        plugins = PluginManager(db)
+        await plugins.start()
+        plugins.on_change = lambda record: bus.publish("plugin.changed", record.to_dict())
+        chat = ChatService(db, engines, settings, plugins=plugins)
+        services = cls(settings, db, store, engines, chat, bus, downloads, plugins)
+        chat.services = services
         await downloads.start()
         if settings.load_on_start:
             try:

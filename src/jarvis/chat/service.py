@@ -18,9 +18,11 @@ from dataclasses import dataclass
 
 from jarvis.chat.prompt import build_messages, fit_to_context
 from jarvis.config import Settings
-from jarvis.engines.base import Engine, GenerationOptions, Usage
+from jarvis.engines.base import Chunk, Engine, GenerationOptions, Usage
 from jarvis.engines.router import EngineRouter
 from jarvis.errors import InvalidInput, JarvisError, PayloadTooLarge, SessionNotFound
+from jarvis.plugins.manager import CommandCall, PluginManager
+from jarvis.plugins.types import Context
 from jarvis.storage import repos
 from jarvis.storage.db import Database
 from jarvis.storage.tables import ChatMessage, ChatSession, new_id, utcnow
@@ -66,10 +68,11 @@ class Reply:
     session_id: str
     text: str
     model: str
-    engine: Engine
+    engine: Engine | None  # None when a plugin command answers instead of a model
     engine_model: str
     messages: list[dict]
     options: GenerationOptions
+    command: CommandCall | None = None
     # Set by the caller before closing the stream to say why it stopped early.
     stop_status: str = "disconnected"
 
@@ -78,10 +81,15 @@ class Reply:
 
 
 class ChatService:
-    def __init__(self, db: Database, engines: EngineRouter, settings: Settings) -> None:
+    def __init__(
+        self, db: Database, engines: EngineRouter, settings: Settings, *, plugins: PluginManager | None = None
+    ) -> None:
         self.db = db
         self.engines = engines
         self.settings = settings
+        self.plugins = plugins
+        self.memory = None  # MemoryService, when the service graph has one
+        self.services = None  # the whole graph, handed to plugins through their Context
         self._background: set[asyncio.Task] = set()
 
     # --- sessions ------------------------------------------------------------------
@@ -157,14 +165,22 @@ class ChatService:
                 raise SessionNotFound(f"no chat session {session_id!r}")
             history = await repos.list_messages(db, session_id) if session else []
         model = model or (session.model if session else None) or self._default_model()
+        new_session_id = session_id or new_id()
+        command = self.plugins.match_command(text) if self.plugins else None
+        if command is not None:  # answered by a plugin, whatever the model
+            return Reply(self, session, new_session_id, text, model, None, model, [], GenerationOptions(), command)
         engine, engine_model = await self.engines.check(model)
+        if self.plugins:
+            text_for_model = await self.plugins.before_message(text, self.context(new_session_id, model))
+        else:
+            text_for_model = text
         options = GenerationOptions(
             temperature=temperature,
             max_tokens=max_tokens or self.settings.default_max_tokens,
             top_p=top_p,
             seed=seed,
         )
-        messages = build_messages(session.system_prompt if session else None, history, text)
+        messages = build_messages(session.system_prompt if session else None, history, text_for_model)
         context = await engine.context_length(engine_model)
         if context:
             budget = max(context - options.max_tokens, context // 2)
@@ -176,7 +192,7 @@ class ChatService:
         return Reply(
             service=self,
             session=session,
-            session_id=session_id or new_id(),
+            session_id=new_session_id,
             text=text,
             model=model,
             engine=engine,
@@ -184,6 +200,20 @@ class ChatService:
             messages=messages,
             options=options,
         )
+
+    def context(self, session_id: str | None, model: str | None) -> Context:
+        return Context(session_id=session_id, model=model, memory=self.memory, services=self.services)
+
+    async def _chunks(self, reply: Reply) -> AsyncIterator[Chunk]:
+        """The answer: from a plugin command, or streamed from the engine."""
+        if reply.command is not None:
+            text = await self.plugins.run_command(reply.command, self.context(reply.session_id, reply.model))
+            yield Chunk(text=text)
+            yield Chunk(finish_reason="command", usage=Usage(0, 0))
+            return
+        async with aclosing(reply.engine.stream(reply.engine_model, reply.messages, reply.options)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     def _default_model(self) -> str:
         """The configured default when it can be served, else whatever model is loaded."""
@@ -206,7 +236,12 @@ class ChatService:
                 await db.merge(reply.session)
             user = await repos.add_message(db, session_id=reply.session_id, role="user", content=reply.text)
             answer = await repos.add_message(
-                db, session_id=reply.session_id, role="assistant", content="", status="streaming", model=reply.model
+                db,
+                session_id=reply.session_id,
+                role="assistant",
+                content="",
+                status="streaming",
+                model=f"/{reply.command.command.name}" if reply.command else reply.model,
             )
             await repos.touch_session(db, reply.session_id)
         yield Started(reply.session_id, user.id, answer.id, reply.model)
@@ -219,7 +254,7 @@ class ChatService:
         finish_reason: str | None = None
         final = {"status": "complete"}
         try:
-            async with aclosing(reply.engine.stream(reply.engine_model, reply.messages, reply.options)) as chunks:
+            async with aclosing(self._chunks(reply)) as chunks:
                 async for chunk in chunks:
                     if chunk.text:
                         if first_token is None:
@@ -255,6 +290,10 @@ class ChatService:
             }
             stored = await self._finish(answer, fields)
         if final["status"] == "complete":
+            if self.plugins and reply.command is None:
+                self._in_background(
+                    self.plugins.after_answer(reply.text, stored.content, self.context(reply.session_id, reply.model))
+                )
             yield Finished(stored, usage)
         else:
             yield Failed(stored, final.get("code", final["status"]), final.get("error") or final["status"])
@@ -271,13 +310,17 @@ class ChatService:
                 await repos.update_message(db, answer.id, **fields)
                 await repos.touch_session(db, answer.session_id)
 
-        task = asyncio.ensure_future(write())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        await asyncio.shield(task)
+        await asyncio.shield(self._in_background(write()))
         for key, value in fields.items():
             setattr(answer, key, value)
         return answer
+
+    def _in_background(self, work) -> asyncio.Task:
+        """Run `work` to its end even if the task that started it is cancelled."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
 
     async def drain(self) -> None:
         """Wait for final writes still in flight (at shutdown)."""

@@ -1,0 +1,1 @@
+"""Plugins: pluggy hooks for chat commands, tools, and hooks around each message."""
