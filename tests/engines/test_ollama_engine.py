@@ -184,3 +184,21 @@ async def test_failure_mid_answer_is_502_and_stored_as_an_error(jarvis):
     stored = session["messages"][-1]
     assert stored["id"] == error["message_id"]
     assert (stored["role"], stored["status"], stored["content"]) == ("assistant", "error", "Partial")
+
+
+async def test_tool_calling_end_to_end_with_a_plugin_tool(make_settings):
+    """The model asks for the calculator plugin's tool; JARVIS runs it and sends the result back."""
+    ollama = OllamaServer({"toolbot:latest": "tools"}).start()
+    server = LiveServer(make_settings(ollama_host=ollama.url, load_on_start=False)).start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+            answer = await http.post("/api/chat/messages", json={"message": "compute 6*7", "model": "ollama/toolbot"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["content"] == "The result is 42."
+        first, second = ollama.requests[-2:]
+        assert "calculator" in [t["function"]["name"] for t in first["tools"]]
+        assert second["messages"][-2]["tool_calls"][0]["function"] == {"name": "calculator", "arguments": {"expression": "6*7"}}
+        assert second["messages"][-1] == {"role": "tool", "content": "42"}
+    finally:
+        server.stop()
+        ollama.stop()

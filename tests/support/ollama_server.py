@@ -11,6 +11,9 @@ What each model does is chosen by the name it is served under:
   fails mid-generation.
 - `endless`: keeps sending pieces until the client goes away (capped, so a client that
   never closes still ends).
+- `tools`: given `tools` and a user message "compute EXPR", calls the `calculator` tool with
+  `{"expression": EXPR}` (a `tool_calls` message, as Ollama streams it); given the tool's
+  result (a `tool` message), answers "The result is RESULT."
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from starlette.routing import Route
 
 from tests.support.postgres import free_port
 
-BEHAVIOURS = ("echo", "broken", "endless")
+BEHAVIOURS = ("echo", "broken", "endless", "tools")
 _ENDLESS_CAP = 5000
 NDJSON = "application/x-ndjson"
 
@@ -136,7 +139,7 @@ class OllamaServer:
         if body.get("stream", True) is False:
             pieces, reason = self._answer(behaviour, messages, limit)
             return JSONResponse(self._final(model, messages, "".join(pieces), len(pieces), reason))
-        return StreamingResponse(self._stream(model, behaviour, messages, limit), media_type=NDJSON)
+        return StreamingResponse(self._stream(model, behaviour, messages, limit, body.get("tools")), media_type=NDJSON)
 
     def _answer(self, behaviour: str, messages: list[dict], limit: int | None) -> tuple[list[str], str]:
         pieces = echo_pieces(messages)
@@ -144,10 +147,26 @@ class OllamaServer:
             return pieces[:limit], "length"
         return pieces, "stop"
 
-    async def _stream(self, model: str, behaviour: str, messages: list[dict], limit: int | None):
+    async def _stream(self, model: str, behaviour: str, messages: list[dict], limit: int | None, tools=None):
         finished = False
         try:
-            if behaviour == "broken":
+            if behaviour == "tools":
+                last = messages[-1] if messages else {}
+                if last.get("role") == "tool":
+                    yield self._line(self._piece(model, f"The result is {last.get('content')}."))
+                    yield self._line(self._final(model, messages, "", 4, "stop"))
+                else:
+                    expression = str(last.get("content", "")).removeprefix("compute").strip()
+                    names = [t["function"]["name"] for t in tools or []]
+                    piece = self._piece(model, "")
+                    if "calculator" in names:
+                        call = {"function": {"name": "calculator", "arguments": {"expression": expression}}}
+                        piece["message"]["tool_calls"] = [call]
+                    else:
+                        piece["message"]["content"] = "I have no calculator."
+                    yield self._line(piece)
+                    yield self._line(self._final(model, messages, "", 1, "stop"))
+            elif behaviour == "broken":
                 yield self._line(self._piece(model, "Partial"))
                 yield self._line({"error": "an error was encountered while running the model: unexpected EOF"})
             elif behaviour == "endless":

@@ -10,6 +10,7 @@ disconnected (the client went away), or error.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -30,6 +31,7 @@ from jarvis.storage.tables import ChatMessage, ChatSession, new_id, utcnow
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 1.0
+MAX_TOOL_ROUNDS = 4  # tool calls a model may chain before it must answer in words
 TITLE_CHARS = 60
 
 
@@ -211,9 +213,46 @@ class ChatService:
             yield Chunk(text=text)
             yield Chunk(finish_reason="command", usage=Usage(0, 0))
             return
-        async with aclosing(reply.engine.stream(reply.engine_model, reply.messages, reply.options)) as chunks:
-            async for chunk in chunks:
-                yield chunk
+        tools = self.plugins.tools() if self.plugins and reply.engine.supports_tools else {}
+        specs = [
+            {"type": "function", "function": {"name": name, "description": tool.description, "parameters": tool.parameters}}
+            for name, (_record, tool) in tools.items()
+        ]
+        messages = list(reply.messages)
+        prompt_tokens = completion_tokens = 0
+        for round_number in range(MAX_TOOL_ROUNDS + 1):
+            offered = specs if specs and round_number < MAX_TOOL_ROUNDS else None  # the last round must answer
+            final: Chunk | None = None
+            parts: list[str] = []
+            async with aclosing(reply.engine.stream(reply.engine_model, messages, reply.options, offered)) as chunks:
+                async for chunk in chunks:
+                    if chunk.text:
+                        parts.append(chunk.text)
+                        yield Chunk(text=chunk.text)
+                    if chunk.finish_reason:
+                        final = chunk
+            if final is None:
+                return
+            if final.usage:
+                prompt_tokens += final.usage.prompt_tokens or 0
+                completion_tokens += final.usage.completion_tokens or 0
+            usage = Usage(prompt_tokens, completion_tokens) if final.usage else None
+            if not final.tool_calls:
+                yield Chunk(finish_reason=final.finish_reason, usage=usage)
+                return
+            messages.append({
+                "role": "assistant",
+                "content": "".join(parts),
+                "tool_calls": [
+                    {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
+                    for c in final.tool_calls
+                ],
+            })
+            context = self.context(reply.session_id, reply.model)
+            for call in final.tool_calls:
+                result = await self.plugins.call_tool(call["name"], call["arguments"], context)
+                log.info("tool %s(%s) returned %d characters", call["name"], call["arguments"], len(result))
+                messages.append({"role": "tool", "tool_call_id": call["id"], "content": result})
 
     def _default_model(self) -> str:
         """The configured default when it can be served, else whatever model is loaded."""

@@ -29,6 +29,8 @@ class Chunk:
     text: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+    # tools the model wants called: [{"id", "name", "arguments": dict}]
+    tool_calls: list[dict] | None = None
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,13 @@ class Engine(Protocol):
     """
 
     name: str
+    supports_tools: bool
 
-    def stream(self, model: str, messages: list[dict], options: GenerationOptions) -> AsyncIterator[Chunk]: ...
+    def stream(
+        self, model: str, messages: list[dict], options: GenerationOptions, tools: list[dict] | None = None
+    ) -> AsyncIterator[Chunk]:
+        """`tools` are OpenAI-style function specs; engines that cannot call tools ignore them."""
+        ...
 
     async def list_models(self) -> list[ModelInfo]: ...
 

@@ -43,6 +43,9 @@ class LoadedModel:
 
 class LlamaCppEngine:
     name = "llama_cpp"
+    # llama-cpp-python calls tools only through special chat formats (functionary, …) that
+    # the bundled model was not trained for; plugin commands work with it instead.
+    supports_tools = False
 
     def __init__(self, store: ModelStore, *, n_ctx: int = 4096, n_threads: int | None = None) -> None:
         self.store = store
@@ -136,7 +139,9 @@ class LlamaCppEngine:
 
     # --- generation ----------------------------------------------------------------
 
-    async def stream(self, model: str, messages: list[dict], options: GenerationOptions) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, model: str, messages: list[dict], options: GenerationOptions, tools: list[dict] | None = None
+    ) -> AsyncIterator[Chunk]:
         while True:
             loaded = await self._ensure(model)
             async with loaded.lock:

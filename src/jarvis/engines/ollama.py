@@ -17,13 +17,19 @@ _FINISH = {"stop": "stop", "length": "length", "load": "stop", "unload": "stop"}
 
 class OllamaEngine:
     name = "ollama"
+    supports_tools = True
 
     def __init__(self, base_url: str, *, timeout: float = 600.0) -> None:
         self.base_url = base_url.rstrip("/")
         self._client = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=5.0))
 
-    async def stream(self, model: str, messages: list[dict], options: GenerationOptions) -> AsyncIterator[Chunk]:
-        body = {"model": model, "messages": messages, "stream": True, "options": _ollama_options(options)}
+    async def stream(
+        self, model: str, messages: list[dict], options: GenerationOptions, tools: list[dict] | None = None
+    ) -> AsyncIterator[Chunk]:
+        body = {"model": model, "messages": _to_ollama(messages), "stream": True, "options": _ollama_options(options)}
+        if tools:
+            body["tools"] = tools
+        calls: list[dict] = []
         try:
             async with self._client.stream("POST", "/api/chat", json=body) as response:
                 await raise_for_status(response, engine=self.name, model=model)
@@ -33,11 +39,16 @@ class OllamaEngine:
                     data = _line_json(line)
                     if "error" in data:
                         raise EngineError(f"ollama: {error_message(data)}")
-                    text = (data.get("message") or {}).get("content") or ""
+                    message = data.get("message") or {}
+                    text = message.get("content") or ""
+                    for call in message.get("tool_calls") or []:
+                        function = call.get("function") or {}
+                        calls.append({"id": f"call_{len(calls)}", "name": function.get("name", ""),
+                                      "arguments": function.get("arguments") or {}})
                     if data.get("done"):
                         usage = Usage(data.get("prompt_eval_count"), data.get("eval_count"))
-                        reason = _FINISH.get(data.get("done_reason") or "stop", "stop")
-                        yield Chunk(text=text, finish_reason=reason, usage=usage)
+                        reason = "tool_calls" if calls else _FINISH.get(data.get("done_reason") or "stop", "stop")
+                        yield Chunk(text=text, finish_reason=reason, usage=usage, tool_calls=calls or None)
                         return
                     if text:
                         yield Chunk(text=text)
@@ -85,3 +96,28 @@ def _line_json(line: str) -> dict:
     if not isinstance(parsed, dict):
         raise EngineError(f"ollama sent a line that is not a JSON object: {line[:200]!r}")
     return parsed
+
+
+def _to_ollama(messages: list[dict]) -> list[dict]:
+    """OpenAI-style tool messages in Ollama's shape (arguments as objects, no call ids)."""
+    converted = []
+    for message in messages:
+        if message.get("tool_calls"):
+            calls = [{"function": {"name": c["function"]["name"], "arguments": _arguments(c["function"]["arguments"])}}
+                     for c in message["tool_calls"]]
+            converted.append({"role": "assistant", "content": message.get("content") or "", "tool_calls": calls})
+        elif message["role"] == "tool":
+            converted.append({"role": "tool", "content": message["content"]})
+        else:
+            converted.append(message)
+    return converted
+
+
+def _arguments(value) -> dict:
+    if isinstance(value, dict):
+        return value
+    try:
+        parsed = json.loads(value or "{}")
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}

@@ -15,6 +15,7 @@ from jarvis.errors import EngineError
 
 class OpenAIEngine:
     name = "openai"
+    supports_tools = True
 
     def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 600.0) -> None:
         self.base_url = base_url.rstrip("/")
@@ -23,8 +24,13 @@ class OpenAIEngine:
             base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout, connect=5.0)
         )
 
-    async def stream(self, model: str, messages: list[dict], options: GenerationOptions) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, model: str, messages: list[dict], options: GenerationOptions, tools: list[dict] | None = None
+    ) -> AsyncIterator[Chunk]:
         body = {"model": model, "messages": messages, "stream": True, **_openai_options(options)}
+        if tools:
+            body["tools"] = tools
+        calls: dict[int, dict] = {}  # tool calls arrive in pieces, keyed by index
         finish_reason: str | None = None
         usage: Usage | None = None
         done = False
@@ -41,7 +47,14 @@ class OpenAIEngine:
                     if data.get("usage"):
                         usage = Usage(data["usage"].get("prompt_tokens"), data["usage"].get("completion_tokens"))
                     for choice in data.get("choices") or []:
-                        text = (choice.get("delta") or {}).get("content") or ""
+                        delta = choice.get("delta") or {}
+                        for piece in delta.get("tool_calls") or []:
+                            call = calls.setdefault(piece.get("index", len(calls)), {"id": "", "name": "", "arguments": ""})
+                            call["id"] = piece.get("id") or call["id"]
+                            function = piece.get("function") or {}
+                            call["name"] += function.get("name") or ""
+                            call["arguments"] += function.get("arguments") or ""
+                        text = delta.get("content") or ""
                         finish_reason = choice.get("finish_reason") or finish_reason
                         if text:
                             yield Chunk(text=text)
@@ -53,7 +66,11 @@ class OpenAIEngine:
             # llama-cpp-python's server, for one, ends the stream this way when generation
             # fails after it has answered 200 (a prompt longer than its context, say).
             raise EngineError("openai closed the stream before it was done")
-        yield Chunk(finish_reason=finish_reason or "stop", usage=usage)
+        tool_calls = [
+            {"id": c["id"] or f"call_{i}", "name": c["name"], "arguments": _parse_arguments(c["arguments"])}
+            for i, c in sorted(calls.items())
+        ]
+        yield Chunk(finish_reason=finish_reason or "stop", usage=usage, tool_calls=tool_calls or None)
 
     async def list_models(self) -> list[ModelInfo]:
         try:
@@ -92,3 +109,11 @@ def _event_json(data: str) -> dict:
     if not isinstance(parsed, dict):
         raise EngineError(f"openai sent an event that is not a JSON object: {data[:200]!r}")
     return parsed
+
+
+def _parse_arguments(text: str) -> dict:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
