@@ -52,6 +52,7 @@ class Token:
 class Finished:
     message: ChatMessage
     usage: Usage | None
+    tool_calls: list[dict] | None = None  # calls of the caller's own tools, for it to run
 
 
 @dataclass
@@ -75,6 +76,8 @@ class Reply:
     messages: list[dict]
     options: GenerationOptions
     command: CommandCall | None = None
+    persist: bool = True  # False: answer without storing anything (OpenAI/Ollama calls with no session)
+    client_tools: list[dict] | None = None  # tools the caller runs itself (OpenAI/Ollama `tools`)
     # Set by the caller before closing the stream to say why it stopped early.
     stop_status: str = "disconnected"
 
@@ -148,9 +151,17 @@ class ChatService:
         max_tokens: int | None = None,
         top_p: float | None = None,
         seed: int | None = None,
+        stop: list[str] | None = None,
+        json_mode: bool = False,
+        conversation: list[dict] | None = None,
+        persist: bool = True,
+        client_tools: list[dict] | None = None,
     ) -> Reply:
         """Check a request for an answer without writing anything.
 
+        `text` is the new user message. Natively the conversation is the session's stored
+        history; OpenAI- and Ollama-style callers send the whole `conversation` themselves
+        (ending with `text`), and with `persist=False` nothing is stored at all.
         `create_missing` lets a WebSocket connection use the session id it was given
         before that session is stored. Raises InvalidInput, PayloadTooLarge,
         SessionNotFound, ModelNotFound.
@@ -165,13 +176,15 @@ class ChatService:
             session = await repos.get_session(db, session_id) if session_id else None
             if session_id and session is None and not create_missing:
                 raise SessionNotFound(f"no chat session {session_id!r}")
-            history = await repos.list_messages(db, session_id) if session else []
+            history = await repos.list_messages(db, session_id) if session and conversation is None else []
         model = model or (session.model if session else None) or self._default_model()
         new_session_id = session_id or new_id()
         command = self.plugins.match_command(text) if self.plugins else None
         if command is not None:  # answered by a plugin, whatever the model
-            return Reply(self, session, new_session_id, text, model, None, model, [], GenerationOptions(), command)
+            return Reply(self, session, new_session_id, text, model, None, model, [], GenerationOptions(), command, persist)
         engine, engine_model = await self.engines.check(model)
+        if client_tools and not engine.supports_tools:
+            raise InvalidInput(f"model {model!r} cannot call tools ({engine.name} engine)")
         if self.plugins:
             text_for_model = await self.plugins.before_message(text, self.context(new_session_id, model))
         else:
@@ -181,8 +194,13 @@ class ChatService:
             max_tokens=max_tokens or self.settings.default_max_tokens,
             top_p=top_p,
             seed=seed,
+            stop=stop or [],
+            json_mode=json_mode,
         )
-        messages = build_messages(session.system_prompt if session else None, history, text_for_model)
+        if conversation is not None:
+            messages = [*conversation[:-1], {**conversation[-1], "content": text_for_model}]
+        else:
+            messages = build_messages(session.system_prompt if session else None, history, text_for_model)
         context = await engine.context_length(engine_model)
         if context:
             budget = max(context - options.max_tokens, context // 2)
@@ -201,6 +219,8 @@ class ChatService:
             engine_model=engine_model,
             messages=messages,
             options=options,
+            persist=persist,
+            client_tools=client_tools,
         )
 
     def context(self, session_id: str | None, model: str | None) -> Context:
@@ -212,6 +232,13 @@ class ChatService:
             text = await self.plugins.run_command(reply.command, self.context(reply.session_id, reply.model))
             yield Chunk(text=text)
             yield Chunk(finish_reason="command", usage=Usage(0, 0))
+            return
+        if reply.client_tools:  # the caller runs its tools: one round, calls handed back
+            async with aclosing(
+                reply.engine.stream(reply.engine_model, reply.messages, reply.options, reply.client_tools)
+            ) as chunks:
+                async for chunk in chunks:
+                    yield chunk
             return
         tools = self.plugins.tools() if self.plugins and reply.engine.supports_tools else {}
         specs = [
@@ -264,7 +291,14 @@ class ChatService:
             loaded = self.engines.local.loaded
             return loaded.name if loaded else configured
 
-    async def _run(self, reply: Reply) -> AsyncIterator[Started | Token | Finished | Failed]:
+    async def _start(self, reply: Reply) -> tuple[ChatMessage, ChatMessage]:
+        """The user message and the assistant's (still empty) answer, stored unless `persist` is off."""
+        label = f"/{reply.command.command.name}" if reply.command else reply.model
+        if not reply.persist:
+            now = utcnow()
+            common = {"session_id": reply.session_id, "created_at": now, "updated_at": now}
+            user = ChatMessage(id=new_id(), role="user", content=reply.text, status="complete", **common)
+            return user, ChatMessage(id=new_id(), role="assistant", content="", status="streaming", model=label, **common)
         async with self.db.session() as db:
             if reply.session is None:
                 await repos.create_session(
@@ -275,14 +309,13 @@ class ChatService:
                 await db.merge(reply.session)
             user = await repos.add_message(db, session_id=reply.session_id, role="user", content=reply.text)
             answer = await repos.add_message(
-                db,
-                session_id=reply.session_id,
-                role="assistant",
-                content="",
-                status="streaming",
-                model=f"/{reply.command.command.name}" if reply.command else reply.model,
+                db, session_id=reply.session_id, role="assistant", content="", status="streaming", model=label
             )
             await repos.touch_session(db, reply.session_id)
+        return user, answer
+
+    async def _run(self, reply: Reply) -> AsyncIterator[Started | Token | Finished | Failed]:
+        user, answer = await self._start(reply)
         yield Started(reply.session_id, user.id, answer.id, reply.model)
 
         parts: list[str] = []
@@ -291,6 +324,7 @@ class ChatService:
         last_flush = started
         usage: Usage | None = None
         finish_reason: str | None = None
+        tool_calls: list[dict] | None = None
         final = {"status": "complete"}
         try:
             async with aclosing(self._chunks(reply)) as chunks:
@@ -301,9 +335,9 @@ class ChatService:
                         parts.append(chunk.text)
                         yield Token(chunk.text)
                     if chunk.finish_reason:
-                        finish_reason, usage = chunk.finish_reason, chunk.usage
+                        finish_reason, usage, tool_calls = chunk.finish_reason, chunk.usage, chunk.tool_calls
                     now = time.perf_counter()
-                    if now - last_flush >= FLUSH_SECONDS:
+                    if reply.persist and now - last_flush >= FLUSH_SECONDS:
                         last_flush = now
                         await self._flush(answer.id, "".join(parts))
         except (GeneratorExit, asyncio.CancelledError):
@@ -327,13 +361,13 @@ class ChatService:
                 "duration_ms": round((ended - started) * 1000, 2),
                 "updated_at": utcnow(),
             }
-            stored = await self._finish(answer, fields)
+            stored = await self._finish(answer, fields, persist=reply.persist)
         if final["status"] == "complete":
             if self.plugins and reply.command is None:
                 self._in_background(
                     self.plugins.after_answer(reply.text, stored.content, self.context(reply.session_id, reply.model))
                 )
-            yield Finished(stored, usage)
+            yield Finished(stored, usage, tool_calls)
         else:
             yield Failed(stored, final.get("code", final["status"]), final.get("error") or final["status"])
 
@@ -341,7 +375,7 @@ class ChatService:
         async with self.db.session() as db:
             await repos.update_message(db, message_id, content=content)
 
-    async def _finish(self, answer: ChatMessage, fields: dict) -> ChatMessage:
+    async def _finish(self, answer: ChatMessage, fields: dict, *, persist: bool = True) -> ChatMessage:
         """Store the final state even if the task running the reply is being cancelled."""
 
         async def write() -> None:
@@ -349,7 +383,8 @@ class ChatService:
                 await repos.update_message(db, answer.id, **fields)
                 await repos.touch_session(db, answer.session_id)
 
-        await asyncio.shield(self._in_background(write()))
+        if persist:
+            await asyncio.shield(self._in_background(write()))
         for key, value in fields.items():
             setattr(answer, key, value)
         return answer

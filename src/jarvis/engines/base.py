@@ -14,6 +14,7 @@ class GenerationOptions:
     top_p: float | None = None
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+    json_mode: bool = False  # constrain the answer to a JSON object where the engine can
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ class Engine(Protocol):
         self, model: str, messages: list[dict], options: GenerationOptions, tools: list[dict] | None = None
     ) -> AsyncIterator[Chunk]:
         """`tools` are OpenAI-style function specs; engines that cannot call tools ignore them."""
+        ...
+
+    async def embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Embedding vectors of `texts`, and the prompt tokens they took."""
         ...
 
     async def list_models(self) -> list[ModelInfo]: ...

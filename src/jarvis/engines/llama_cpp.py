@@ -55,6 +55,8 @@ class LlamaCppEngine:
         self.state = "idle"  # idle | loading | ready | error
         self.last_error: str | None = None
         self._switch = asyncio.Lock()
+        self._embedder: tuple[str, object, ThreadPoolExecutor] | None = None
+        self._embed_lock = asyncio.Lock()
 
     # --- loading -------------------------------------------------------------------
 
@@ -151,8 +153,19 @@ class LlamaCppEngine:
                     yield chunk
                 return
 
+    async def complete(self, model: str, prompt: str, options: GenerationOptions) -> AsyncIterator[Chunk]:
+        """Raw text completion of `prompt` (no chat template), in the same queue as chat."""
+        while True:
+            loaded = await self._ensure(model)
+            async with loaded.lock:
+                if self.loaded is not loaded:
+                    continue
+                async for chunk in self._generate(loaded, None, options, prompt=prompt):
+                    yield chunk
+                return
+
     async def _generate(
-        self, loaded: LoadedModel, messages: list[dict], options: GenerationOptions
+        self, loaded: LoadedModel, messages: list[dict] | None, options: GenerationOptions, *, prompt: str | None = None
     ) -> AsyncIterator[Chunk]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
@@ -164,18 +177,23 @@ class LlamaCppEngine:
             "max_tokens": options.max_tokens,
             "seed": options.seed,
             "stop": options.stop or None,
+            "response_format": {"type": "json_object"} if options.json_mode else None,
         }
         kwargs = {key: value for key, value in kwargs.items() if value is not None}
 
         def work() -> None:
             try:
-                parts = loaded.llm.create_chat_completion(messages=messages, stream=True, **kwargs)
+                if prompt is None:
+                    parts = loaded.llm.create_chat_completion(messages=messages, stream=True, **kwargs)
+                else:
+                    kwargs.pop("response_format", None)
+                    parts = loaded.llm.create_completion(prompt=prompt, stream=True, **kwargs)
                 try:
                     for part in parts:
                         if stop.is_set():
                             break
                         choice = part["choices"][0]
-                        text = choice["delta"].get("content") or ""
+                        text = (choice["delta"].get("content") if prompt is None else choice.get("text")) or ""
                         reason = choice.get("finish_reason")
                         if text or reason:
                             loop.call_soon_threadsafe(put, (text, reason))
@@ -186,7 +204,10 @@ class LlamaCppEngine:
             else:
                 loop.call_soon_threadsafe(put, _DONE)
 
-        prompt_tokens = await self._count_in_thread(loaded, messages)
+        if prompt is None:
+            prompt_tokens = await self._count_in_thread(loaded, messages)
+        else:
+            prompt_tokens = len(await asyncio.to_thread(loaded.llm.tokenize, prompt.encode(), True, True))
         done = loop.run_in_executor(loaded.executor, work)
         produced = 0
         reason = None
@@ -205,6 +226,51 @@ class LlamaCppEngine:
         finally:
             stop.set()
             await asyncio.shield(done)
+
+    # --- embeddings ----------------------------------------------------------------------
+
+    async def embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Embedding vectors of `texts` and the tokens they took.
+
+        llama.cpp computes embeddings in a context made for it, so the model is opened a
+        second time in embedding mode (kept for the last model asked for, on its own thread).
+        Raises ModelNotFound, ModelLoadError.
+        """
+        async with self._embed_lock:
+            if self._embedder is None or self._embedder[0] != model:
+                path = self.store.model_path(model)
+                if path is None:
+                    raise ModelNotFound(f"model {model!r} is not installed")
+                meta = await asyncio.to_thread(read_metadata, path)
+                await self._close_embedder()
+                executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"embed-{model}")
+                n_ctx = min(self.n_ctx, meta.get("context_length") or self.n_ctx)
+                try:
+                    llm = await asyncio.get_running_loop().run_in_executor(executor, self._open_embedder, path, n_ctx)
+                except Exception as exc:
+                    executor.shutdown(wait=False)
+                    raise ModelLoadError(f"llama.cpp could not open {model!r} for embeddings: {exc}") from exc
+                self._embedder = (model, llm, executor)
+            _name, llm, executor = self._embedder
+            result = await asyncio.get_running_loop().run_in_executor(executor, lambda: llm.create_embedding(texts))
+        vectors = [item["embedding"] for item in sorted(result["data"], key=lambda item: item["index"])]
+        return vectors, int(result.get("usage", {}).get("prompt_tokens") or 0)
+
+    def _open_embedder(self, path: Path, n_ctx: int):
+        from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama
+
+        # Mean pooling: one vector a text (a GGUF without a pooling type would give one a token).
+        return Llama(
+            model_path=str(path), n_ctx=n_ctx, n_threads=self.n_threads, embedding=True,
+            pooling_type=LLAMA_POOLING_TYPE_MEAN, verbose=False,
+        )
+
+    async def _close_embedder(self) -> None:
+        if self._embedder is not None:
+            _name, llm, executor = self._embedder
+            self._embedder = None
+            await asyncio.get_running_loop().run_in_executor(executor, llm.close)
+            executor.shutdown(wait=False)
 
     # --- facts about models -----------------------------------------------------------
 
@@ -232,6 +298,7 @@ class LlamaCppEngine:
 
     async def close(self) -> None:
         await self.unload()
+        await self._close_embedder()
 
 
 def _count_prompt(loaded: LoadedModel, messages: list[dict]) -> int:

@@ -29,6 +29,8 @@ class OllamaEngine:
         body = {"model": model, "messages": _to_ollama(messages), "stream": True, "options": _ollama_options(options)}
         if tools:
             body["tools"] = tools
+        if options.json_mode:
+            body["format"] = "json"
         calls: list[dict] = []
         try:
             async with self._client.stream("POST", "/api/chat", json=body) as response:
@@ -55,6 +57,15 @@ class OllamaEngine:
         except httpx.TransportError as exc:
             raise unreachable(self.name, self.base_url, exc) from exc
         raise EngineError("ollama closed the stream before it was done")
+
+    async def embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
+        try:
+            response = await self._client.post("/api/embed", json={"model": model, "input": texts})
+        except httpx.TransportError as exc:
+            raise unreachable(self.name, self.base_url, exc) from exc
+        await raise_for_status(response, engine=self.name, model=model)
+        data = response.json()
+        return data.get("embeddings") or [], int(data.get("prompt_eval_count") or 0)
 
     async def list_models(self) -> list[ModelInfo]:
         try:

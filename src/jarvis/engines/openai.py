@@ -30,6 +30,8 @@ class OpenAIEngine:
         body = {"model": model, "messages": messages, "stream": True, **_openai_options(options)}
         if tools:
             body["tools"] = tools
+        if options.json_mode:
+            body["response_format"] = {"type": "json_object"}
         calls: dict[int, dict] = {}  # tool calls arrive in pieces, keyed by index
         finish_reason: str | None = None
         usage: Usage | None = None
@@ -71,6 +73,16 @@ class OpenAIEngine:
             for i, c in sorted(calls.items())
         ]
         yield Chunk(finish_reason=finish_reason or "stop", usage=usage, tool_calls=tool_calls or None)
+
+    async def embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
+        try:
+            response = await self._client.post("/embeddings", json={"model": model, "input": texts})
+        except httpx.TransportError as exc:
+            raise unreachable(self.name, self.base_url, exc) from exc
+        await raise_for_status(response, engine=self.name, model=model)
+        data = response.json()
+        vectors = [item["embedding"] for item in sorted(data.get("data", []), key=lambda item: item.get("index", 0))]
+        return vectors, int((data.get("usage") or {}).get("prompt_tokens") or 0)
 
     async def list_models(self) -> list[ModelInfo]:
         try:
