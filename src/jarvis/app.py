@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from jarvis import __version__
 from jarvis.api.errors import install_error_handlers
-from jarvis.api.routes import chat, chat_v1, health, models, openai_compat, plugins, ws
+from jarvis.api.routes import chat, chat_v1, health, models, ollama_compat, openai_compat, plugins, ws
 from jarvis.config import Settings
 from jarvis.services import Services
 
@@ -49,6 +49,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
         )
     install_error_handlers(app)
-    for module in (health, chat, chat_v1, models, plugins, openai_compat, ws):
+    for module in (health, chat, chat_v1, models, plugins, openai_compat, ollama_compat, ws):
         app.include_router(module.router)
     return app

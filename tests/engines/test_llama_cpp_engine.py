@@ -139,3 +139,13 @@ async def test_truncated_gguf_is_refused_before_llama_cpp(tmp_path, bundled_path
     with pytest.raises(ModelLoadError):
         await LlamaCppEngine(store).load("cut")
     assert json.loads((store.manifests / "cut.json").read_text())["name"] == "cut"
+
+
+async def test_the_same_greedy_request_twice_gives_the_same_answer(engine):
+    """llama-cpp-python's prefix reuse changes Gemma 3's answer on a repeat; the engine must not."""
+    prompt = [{"role": "user", "content": "Hi"}]
+    answers = []
+    for _ in range(3):
+        chunks = [c async for c in engine.stream("gemma3:270m", prompt, GenerationOptions(temperature=0, max_tokens=8))]
+        answers.append("".join(c.text for c in chunks))
+    assert answers[0] == answers[1] == answers[2]

@@ -183,6 +183,11 @@ class LlamaCppEngine:
 
         def work() -> None:
             try:
+                # Evaluate every prompt from scratch. llama-cpp-python reuses the cached prefix
+                # of the previous prompt, and with the sliding-window KV cache of Gemma 3 that
+                # changes the answer: the same greedy request asked twice gives two different
+                # texts. Correct and repeatable beats the saved prompt evaluation.
+                loaded.llm.reset()
                 if prompt is None:
                     parts = loaded.llm.create_chat_completion(messages=messages, stream=True, **kwargs)
                 else:
