@@ -1,9 +1,11 @@
-"""Read a GGUF file's header: metadata keys and tensor shapes, with every count and length bounded.
+"""Read and check a GGUF file's header before llama.cpp ever opens it.
 
-Written by hand rather than with `gguf.GGUFReader`: that reader builds numpy views of every
-array field, which takes over 30 s for a 262k-entry vocabulary on two cores; walking the
-header with `struct` over an mmap takes a fraction of a second, and it lets us refuse
-malformed headers before llama.cpp ever opens the file.
+Metadata and tensor descriptions are walked with `struct` over an mmap, every count,
+length, dimension and offset bounded: a crafted header is refused with ModelLoadError,
+never a crash, a hang or a huge allocation. The tables of tensor types and file types
+come from the `gguf` package; its `GGUFReader` is not used to parse, because it builds
+numpy views of every array field (over 30 s for a 262k-entry vocabulary on two cores)
+and trusts the counts it reads.
 """
 
 from __future__ import annotations
@@ -12,25 +14,22 @@ import mmap
 import struct
 from pathlib import Path
 
+from gguf.constants import GGML_QUANT_SIZES, LlamaFileType
+
 from jarvis.errors import ModelLoadError
 
 GGUF_MAGIC = b"GGUF"
 MAX_STRING = 1 << 24  # 16 MiB: a chat template is a few KB, a token a few bytes
 MAX_ITEMS = 1 << 24
-MAX_DIMS = 8
+MAX_TENSORS = 1 << 20
+MAX_DIMS = 4  # ggml tensors have at most four dimensions
+MAX_ALIGNMENT = 1 << 20
 
 # GGUF value types -> struct format of one item (strings and arrays are handled apart)
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _STRING, _ARRAY = 8, 9
-
-# llama.cpp's general.file_type values for the quantizations people ask for by name.
-FILE_TYPES = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
-    11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
-    17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS",
-    23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S",
-    29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16",
-}
+_TYPE_SIZES = {int(kind): sizes for kind, sizes in GGML_QUANT_SIZES.items()}  # type -> (block, bytes)
+FILE_TYPES = {int(t): t.name.removeprefix("MOSTLY_") for t in LlamaFileType}
 
 
 class _Cursor:
@@ -78,39 +77,67 @@ class _Cursor:
 
 
 def read_header(path: Path) -> tuple[dict, list[tuple[str, list[int], int]]]:
-    """Metadata (arrays as their length) and tensors `(name, dims, type)`.
+    """Metadata (arrays as their length) and tensors `(name, dims, type)`, after checking that
+    every tensor lies inside the file at an aligned offset with a size its type explains.
 
-    Raises ModelLoadError for anything that is not a well-formed GGUF header.
+    Raises ModelLoadError for anything that is not a well-formed GGUF file.
     """
     try:
         with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            cur = _Cursor(buf)
-            if bytes(buf[:4]) != GGUF_MAGIC:
-                raise ValueError("bad magic (not a GGUF file)")
-            cur.pos = 4
-            version = cur.take("I")
-            if version not in (2, 3):
-                raise ValueError(f"unsupported GGUF version {version}")
-            n_tensors, n_kv = cur.take("Q"), cur.take("Q")
-            if n_tensors > MAX_ITEMS or n_kv > MAX_ITEMS:
-                raise ValueError("implausible tensor or key count")
-            meta = {}
-            for _ in range(n_kv):
-                key = cur.string()
-                meta[key] = cur.value(cur.take("I"))
-            tensors = []
-            for _ in range(n_tensors):
-                name = cur.string()
-                n_dims = cur.take("I")
-                if n_dims > MAX_DIMS:
-                    raise ValueError(f"tensor {name!r} has {n_dims} dimensions")
-                dims = [cur.take("Q") for _ in range(n_dims)]
-                tensor_type = cur.take("I")
-                cur.take("Q")  # offset into the data section
-                tensors.append((name, dims, tensor_type))
-            return meta, tensors
-    except (OSError, ValueError) as exc:
+            return _parse(buf)
+    except (OSError, ValueError, OverflowError, struct.error) as exc:
         raise ModelLoadError(f"{path.name} is not a valid GGUF file: {exc}") from exc
+
+
+def _parse(buf) -> tuple[dict, list[tuple[str, list[int], int]]]:
+    cur = _Cursor(buf)
+    if bytes(buf[:4]) != GGUF_MAGIC:
+        raise ValueError("bad magic (not a GGUF file)")
+    cur.pos = 4
+    version = cur.take("I")
+    if version not in (2, 3):
+        raise ValueError(f"unsupported GGUF version {version}")
+    n_tensors, n_kv = cur.take("Q"), cur.take("Q")
+    if n_tensors > MAX_TENSORS or n_kv > MAX_ITEMS:
+        raise ValueError("implausible tensor or key count")
+    meta = {}
+    for _ in range(n_kv):
+        key = cur.string()
+        meta[key] = cur.value(cur.take("I"))
+    alignment = meta.get("general.alignment", 32)
+    if not isinstance(alignment, int) or alignment <= 0 or alignment > MAX_ALIGNMENT or alignment & (alignment - 1):
+        raise ValueError(f"alignment {alignment!r} is not a power of two up to {MAX_ALIGNMENT}")
+    tensors, spans, names = [], [], set()
+    for _ in range(n_tensors):
+        name = cur.string()
+        if name in names:
+            raise ValueError(f"tensor {name!r} appears twice")
+        names.add(name)
+        n_dims = cur.take("I")
+        if not 1 <= n_dims <= MAX_DIMS:
+            raise ValueError(f"tensor {name!r} has {n_dims} dimensions")
+        dims = [cur.take("Q") for _ in range(n_dims)]
+        kind, offset = cur.take("I"), cur.take("Q")
+        if kind not in _TYPE_SIZES:
+            raise ValueError(f"tensor {name!r} has unknown type {kind}")
+        elements = 1
+        for dim in dims:
+            if not 1 <= dim <= 1 << 40:
+                raise ValueError(f"tensor {name!r} has dimension {dim}")
+            elements *= dim
+        block, block_bytes = _TYPE_SIZES[kind]
+        if elements > 1 << 45 or dims[0] % block:
+            raise ValueError(f"tensor {name!r} has a shape its type cannot hold")
+        if offset % alignment:
+            raise ValueError(f"tensor {name!r} is not aligned")
+        tensors.append((name, dims, kind))
+        spans.append((offset, elements // block * block_bytes, name))
+    data_start = -(-cur.pos // alignment) * alignment
+    data_size = len(buf) - data_start
+    for offset, size, name in spans:
+        if offset + size > data_size:
+            raise ValueError(f"tensor {name!r} lies outside the file (truncated download?)")
+    return meta, tensors
 
 
 def read_metadata(path: Path) -> dict:
