@@ -12,6 +12,9 @@ app = create_app()
 if __name__ == "__main__":
     import uvicorn
 
-    # The app object itself, not "main:app": importing this file a second time would build a second app.
+    from jarvis.api.security import check_bind
+
     settings = app.state.settings
+    check_bind(settings, settings.host)
+    # The app object itself, not "main:app": importing this file a second time would build a second app.
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())

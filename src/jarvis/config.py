@@ -78,9 +78,17 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(None, validation_alias=AliasChoices("JARVIS_OPENAI_BASE_URL"))
     openai_api_key: str | None = Field(None, validation_alias=AliasChoices("JARVIS_OPENAI_API_KEY"))
     api_key: str | None = Field(None, validation_alias=AliasChoices("JARVIS_API_KEY"))
+    # several users: a file of `user:key` lines (or a JSON object {"user": "key"})
+    api_keys_file: Path | None = Field(None, validation_alias=AliasChoices("JARVIS_API_KEYS_FILE"))
+    # serve a non-loopback address with no key: only when someone says so on purpose
+    insecure: bool = Field(False, validation_alias=AliasChoices("JARVIS_INSECURE"))
+    # host names (besides localhost, 127.0.0.1, ::1) a loopback server answers to
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=AliasChoices("JARVIS_ALLOWED_HOSTS")
+    )
     allow_insecure_urls: bool = Field(False, validation_alias=AliasChoices("JARVIS_ALLOW_INSECURE_URLS"))
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):

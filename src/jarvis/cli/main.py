@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from jarvis.api.security import check_bind
 from jarvis.cli.common import console, get_json
 from jarvis.cli.pull import pull, rm
 
@@ -32,6 +33,7 @@ def serve(
     settings = Settings()
     host = host or settings.host
     port = port or settings.port
+    check_bind(settings, host)
     log_level = settings.log_level.lower()
     if reload:
         # The reloader imports the app afresh in a child process, which reads the same settings.

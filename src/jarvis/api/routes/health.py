@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from jarvis import __version__
 from jarvis.api.deps import ServicesDep
@@ -36,11 +36,18 @@ async def health_report(services: Services) -> dict:
     }
 
 
+def _public(request: Request) -> bool:
+    """Without a valid key (when keys are set) health says only that the service is up."""
+    return request.scope.get("state", {}).get("authenticated") is False
+
+
 @router.get("/api/health")
-async def health(services: ServicesDep) -> dict:
+async def health(request: Request, services: ServicesDep) -> dict:
+    if _public(request):
+        return {"status": "ok", "version": __version__}
     return await health_report(services)
 
 
 @router.get("/health", include_in_schema=False)
-async def health_alias(services: ServicesDep) -> dict:
-    return await health_report(services)
+async def health_alias(request: Request, services: ServicesDep) -> dict:
+    return await health(request, services)

@@ -3,6 +3,10 @@
 One generation per connection at a time: a chat frame that arrives while an answer is
 streaming is refused with an error frame (`code: "busy"`); the client may send `cancel`
 first. Ping, history and cancel are answered while an answer streams.
+
+`{"type":"subscribe","events":[…],"log_level"?}` makes the socket also receive
+`{"type":"event","event":<type>,"data":{…}}` frames (as `/api/events`, from a task of its own,
+beside any chat); `{"type":"unsubscribe"}` stops them.
 """
 
 from __future__ import annotations
@@ -17,7 +21,18 @@ from fastapi import APIRouter, WebSocket
 from pydantic import TypeAdapter, ValidationError
 
 from jarvis.api.errors import describe_validation
-from jarvis.api.schemas import MessageOut, WsCancel, WsChat, WsChatMessage, WsFrame, WsHistory, WsPing
+from jarvis.api.routes.events import READY, Selection, follow
+from jarvis.api.schemas import (
+    MessageOut,
+    WsCancel,
+    WsChat,
+    WsChatMessage,
+    WsFrame,
+    WsHistory,
+    WsPing,
+    WsSubscribe,
+    WsUnsubscribe,
+)
 from jarvis.api.streaming import usage_dict
 from jarvis.chat.service import Failed, Finished, Reply, Started, Token
 from jarvis.errors import JarvisError
@@ -28,7 +43,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["websocket"])
 
 _frames = TypeAdapter(WsFrame)
-_TYPES = ("chat", "chat_message", "ping", "history", "cancel")
+_TYPES = ("chat", "chat_message", "ping", "history", "cancel", "subscribe", "unsubscribe")
 
 
 def _now() -> str:
@@ -37,7 +52,10 @@ def _now() -> str:
 
 @router.websocket("/ws")
 async def websocket_chat(websocket: WebSocket) -> None:
-    await websocket.accept()
+    # A browser that sends its key as the subprotocol `bearer.<key>` must get a protocol back.
+    offered = websocket.scope.get("subprotocols") or []
+    chosen = "jarvis" if "jarvis" in offered else next((p for p in offered if p.startswith("bearer.")), None)
+    await websocket.accept(subprotocol=chosen)
     await Connection(websocket, websocket.app.state.services).run()
 
 
@@ -50,6 +68,7 @@ class Connection:
         self.reply: Reply | None = None
         self.answer_started = False
         self.closed = False
+        self.events_task: asyncio.Task | None = None
         self._send_lock = asyncio.Lock()
 
     async def send(self, frame: dict) -> None:
@@ -78,6 +97,7 @@ class Connection:
             log.debug("websocket closed: %s", exc)
         finally:
             self.closed = True
+            await self.stop_events()
             await self.stop("disconnected")
 
     async def handle(self, message: dict) -> None:
@@ -105,8 +125,43 @@ class Connection:
                 await self.send({"type": "cancelled", "active": False})
         elif isinstance(frame, WsHistory):
             await self.history(frame.session_id or self.session_id)
+        elif isinstance(frame, WsSubscribe):
+            await self.subscribe(frame)
+        elif isinstance(frame, WsUnsubscribe):
+            running = await self.stop_events()
+            await self.send({"type": "unsubscribed", "active": running})
         else:
             await self.start_chat(frame)
+
+    async def subscribe(self, frame: WsSubscribe) -> None:
+        try:
+            selection = Selection.parse(frame.events, frame.log_level)
+        except JarvisError as exc:
+            return await self.error(exc.message, exc.code)
+        await self.stop_events()
+        self.events_task = asyncio.create_task(self.forward_events(selection))
+
+    async def forward_events(self, selection: Selection) -> None:
+        """Send the selected bus events until unsubscribed or closed; `subscribed` comes first."""
+        try:
+            async with aclosing(follow(self.services, selection)) as events:
+                async for event in events:
+                    if event.type == READY:
+                        await self.send({"type": "subscribed", **event.data})
+                    else:
+                        data = json.loads(json.dumps(event.data, default=str))  # a datetime in data must not end the stream
+                        await self.send({"type": "event", "event": event.type, "data": data})
+        except Exception as exc:  # the socket went away while sending
+            log.debug("websocket event stream ended: %s", exc)
+
+    async def stop_events(self) -> bool:
+        """Stop the event subscription; True if one was running."""
+        task, self.events_task = self.events_task, None
+        if task is None or task.done():
+            return False
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return True
 
     async def history(self, session_id: str) -> None:
         messages = await self.services.chat.history(session_id)
