@@ -10,6 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from jarvis import __version__
 from jarvis.api.errors import install_error_handlers
+from jarvis.api.limits import LimitsMiddleware
 from jarvis.api.security import SecurityMiddleware
 from jarvis.api.routes import chat, chat_v1, health, models, ollama_compat, openai_compat, plugins, ws
 from jarvis.config import Settings
@@ -41,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_middleware(LimitsMiddleware, settings=settings)
     app.add_middleware(SecurityMiddleware, settings=settings)
     if settings.cors_origins:  # added after: outside the key check, so preflights get their answer
         app.add_middleware(

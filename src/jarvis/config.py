@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     n_threads: int | None = Field(None, ge=1, validation_alias=AliasChoices("JARVIS_N_THREADS"))
     default_max_tokens: int = Field(512, ge=1, validation_alias=AliasChoices("JARVIS_MAX_TOKENS"))
     max_message_chars: int = Field(100_000, ge=1, validation_alias=AliasChoices("JARVIS_MAX_MESSAGE_CHARS"))
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, validation_alias=AliasChoices("JARVIS_MAX_BODY_BYTES"))
+    max_ws_frame_bytes: int = Field(1024 * 1024, ge=1024, validation_alias=AliasChoices("JARVIS_MAX_WS_FRAME_BYTES"))
+    max_connections_per_client: int = Field(
+        1000, ge=1, validation_alias=AliasChoices("JARVIS_MAX_CONNECTIONS_PER_CLIENT")
+    )
+    # answers waiting for a model beyond the one being generated
+    max_queue: int = Field(64, ge=0, validation_alias=AliasChoices("JARVIS_MAX_QUEUE"))
 
     max_concurrent_downloads: int = Field(2, ge=1, le=16, validation_alias=AliasChoices("JARVIS_MAX_DOWNLOADS"))
     download_connections: int = Field(4, ge=1, le=16, validation_alias=AliasChoices("JARVIS_DOWNLOAD_CONNECTIONS"))

@@ -51,6 +51,11 @@ class PayloadTooLarge(InvalidInput):
     code = "payload_too_large"
 
 
+class TooManyRequests(JarvisError):
+    status_code = 429
+    code = "too_many_requests"
+
+
 class EngineError(JarvisError, RuntimeError):
     """The model engine failed (a remote engine unreachable, a load failure, …)."""
 

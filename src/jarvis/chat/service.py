@@ -60,6 +60,13 @@ class Failed:
     message: ChatMessage
     code: str
     error: str
+    status: int = 502  # the HTTP status the failure maps to
+
+    def as_error(self, **details) -> JarvisError:
+        """The failure as the service's error, for answers that are not streamed."""
+        error = JarvisError(self.error, details=details)
+        error.status_code, error.code = self.status, self.code
+        return error
 
 
 @dataclass
@@ -183,6 +190,8 @@ class ChatService:
         if command is not None:  # answered by a plugin, whatever the model
             return Reply(self, session, new_session_id, text, model, None, model, [], GenerationOptions(), command, persist)
         engine, engine_model = await self.engines.check(model)
+        if hasattr(engine, "check_queue"):
+            engine.check_queue()  # refuse now, before anything is stored
         if client_tools and not engine.supports_tools:
             raise InvalidInput(f"model {model!r} cannot call tools ({engine.name} engine)")
         if self.plugins:
@@ -344,7 +353,7 @@ class ChatService:
             final = {"status": reply.stop_status}
             raise
         except JarvisError as exc:
-            final = {"status": "error", "error": exc.message, "code": exc.code}
+            final = {"status": "error", "error": exc.message, "code": exc.code, "http_status": exc.status_code}
         except Exception as exc:  # an engine bug must end this answer, not the server
             log.exception("generation failed")
             final = {"status": "error", "error": f"generation failed: {type(exc).__name__}", "code": "engine_error"}
@@ -369,7 +378,9 @@ class ChatService:
                 )
             yield Finished(stored, usage, tool_calls)
         else:
-            yield Failed(stored, final.get("code", final["status"]), final.get("error") or final["status"])
+            yield Failed(
+                stored, final.get("code", final["status"]), final.get("error") or final["status"], final.get("http_status", 502)
+            )
 
     async def _flush(self, message_id: str, content: str) -> None:
         async with self.db.session() as db:

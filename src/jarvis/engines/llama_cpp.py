@@ -15,12 +15,13 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from jarvis.engines.base import Chunk, GenerationOptions, ModelInfo, Usage
-from jarvis.errors import ModelLoadError, ModelNotFound
+from jarvis.errors import ModelLoadError, ModelNotFound, TooManyRequests
 from jarvis.models.gguf_info import read_metadata
 from jarvis.models.store import ModelStore
 
@@ -47,7 +48,11 @@ class LlamaCppEngine:
     # the bundled model was not trained for; plugin commands work with it instead.
     supports_tools = False
 
-    def __init__(self, store: ModelStore, *, n_ctx: int = 4096, n_threads: int | None = None) -> None:
+    def __init__(
+        self, store: ModelStore, *, n_ctx: int = 4096, n_threads: int | None = None, max_queue: int | None = None
+    ) -> None:
+        self.max_queue = max_queue
+        self.waiting = 0  # generations started and not finished (running or queued)
         self.store = store
         self.n_ctx = n_ctx
         self.n_threads = n_threads or os.cpu_count() or 1
@@ -144,25 +149,42 @@ class LlamaCppEngine:
     async def stream(
         self, model: str, messages: list[dict], options: GenerationOptions, tools: list[dict] | None = None
     ) -> AsyncIterator[Chunk]:
-        while True:
-            loaded = await self._ensure(model)
-            async with loaded.lock:
-                if self.loaded is not loaded:  # swapped out while we waited in the queue
-                    continue
-                async for chunk in self._generate(loaded, messages, options):
-                    yield chunk
-                return
+        with self._queued():
+            while True:
+                loaded = await self._ensure(model)
+                async with loaded.lock:
+                    if self.loaded is not loaded:  # swapped out while we waited in the queue
+                        continue
+                    async for chunk in self._generate(loaded, messages, options):
+                        yield chunk
+                    return
+
+    def check_queue(self) -> None:
+        """Raises TooManyRequests when `max_queue` answers already wait behind the running one."""
+        if self.max_queue is not None and self.waiting > self.max_queue:
+            raise TooManyRequests(f"{self.waiting - 1} answers are already waiting for the model; try again soon")
+
+    @contextmanager
+    def _queued(self):
+        """Count this request among those waiting; refuse it when the queue is full."""
+        self.check_queue()
+        self.waiting += 1
+        try:
+            yield
+        finally:
+            self.waiting -= 1
 
     async def complete(self, model: str, prompt: str, options: GenerationOptions) -> AsyncIterator[Chunk]:
         """Raw text completion of `prompt` (no chat template), in the same queue as chat."""
-        while True:
-            loaded = await self._ensure(model)
-            async with loaded.lock:
-                if self.loaded is not loaded:
-                    continue
-                async for chunk in self._generate(loaded, None, options, prompt=prompt):
-                    yield chunk
-                return
+        with self._queued():
+            while True:
+                loaded = await self._ensure(model)
+                async with loaded.lock:
+                    if self.loaded is not loaded:
+                        continue
+                    async for chunk in self._generate(loaded, None, options, prompt=prompt):
+                        yield chunk
+                    return
 
     async def _generate(
         self, loaded: LoadedModel, messages: list[dict] | None, options: GenerationOptions, *, prompt: str | None = None

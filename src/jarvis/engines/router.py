@@ -30,7 +30,7 @@ class EngineRouter:
             remotes["ollama"] = OllamaEngine(settings.ollama_url)
         if settings.openai_base_url:
             remotes["openai"] = OpenAIEngine(settings.openai_base_url, api_key=settings.openai_api_key)
-        local = LlamaCppEngine(store, n_ctx=settings.n_ctx, n_threads=settings.n_threads)
+        local = LlamaCppEngine(store, n_ctx=settings.n_ctx, n_threads=settings.n_threads, max_queue=settings.max_queue)
         return cls(local, remotes)
 
     def route(self, model: str) -> tuple[Engine, str]:

@@ -19,7 +19,6 @@ from jarvis.api.schemas import (
 )
 from jarvis.api.streaming import reply_stream, wants_sse
 from jarvis.chat.service import Failed, run_to_end
-from jarvis.errors import EngineError
 
 router = APIRouter(prefix="/api/chat", tags=["chat"])
 
@@ -82,6 +81,6 @@ async def send_message(
         return reply_stream(reply)
     started, outcome = await run_to_end(reply)
     if isinstance(outcome, Failed):
-        raise EngineError(outcome.error, details={"message_id": started.message_id, "session_id": started.session_id})
+        raise outcome.as_error(message_id=started.message_id, session_id=started.session_id)
     message = MessageOut.of(outcome.message).model_dump()
     return ReplyOut(**message, sessionId=started.session_id, user_message_id=started.user_message_id)

@@ -12,7 +12,6 @@ from jarvis.api.routes.health import health_report
 from jarvis.api.schemas import ChatV1Request, ChatV1Response
 from jarvis.api.streaming import reply_stream, usage_dict, wants_sse
 from jarvis.chat.service import Failed, run_to_end
-from jarvis.errors import EngineError
 
 router = APIRouter(prefix="/api/v1/chat", tags=["chat (v1)"])
 
@@ -36,7 +35,7 @@ async def chat(body: ChatV1Request, chat: ChatDep, accept: Annotated[str | None,
         return reply_stream(reply)
     started, outcome = await run_to_end(reply)
     if isinstance(outcome, Failed):
-        raise EngineError(outcome.error, details={"message_id": started.message_id, "session_id": started.session_id})
+        raise outcome.as_error(message_id=started.message_id, session_id=started.session_id)
     return ChatV1Response(
         response=outcome.message.content,
         model=started.model,

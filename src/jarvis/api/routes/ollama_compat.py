@@ -149,7 +149,7 @@ async def _answer(reply, model: str, *, stream: bool, field: str) -> Response:
     if not stream:
         _started, outcome = await run_to_end(reply)
         if isinstance(outcome, Failed):
-            raise EngineError(outcome.error)
+            raise outcome.as_error()
         return JSONResponse(final(outcome))
 
     async def lines() -> AsyncIterator[bytes]:

@@ -22,7 +22,7 @@ from jarvis.api.compat import FINISH_REASONS, error_route, openai_error, split_c
 from jarvis.api.deps import ServicesDep
 from jarvis.chat.service import Failed, Finished, Started, Token, run_to_end
 from jarvis.engines.base import GenerationOptions
-from jarvis.errors import EngineError, InvalidInput
+from jarvis.errors import InvalidInput
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], route_class=error_route(openai_error))
 
@@ -150,7 +150,7 @@ async def chat_completions(body: ChatCompletionRequest, services: ServicesDep, s
         return EventSourceResponse(_chat_stream(reply, completion_id, created, body.model, include_usage), ping=15)
     _started, outcome = await run_to_end(reply)
     if isinstance(outcome, Failed):
-        raise EngineError(outcome.error)
+        raise outcome.as_error()
     message = {"role": "assistant", "content": outcome.message.content}
     if outcome.tool_calls:
         message["tool_calls"] = _tool_calls(outcome.tool_calls)

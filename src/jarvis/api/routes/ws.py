@@ -104,6 +104,9 @@ class Connection:
         text = message.get("text")
         if text is None:
             return await self.error("binary frames are not supported; send JSON text")
+        limit = self.services.settings.max_ws_frame_bytes
+        if len(text) > limit:
+            return await self.error(f"frame of {len(text)} characters; the limit is {limit}", "payload_too_large")
         try:
             raw = json.loads(text)
         except ValueError as exc:
@@ -149,7 +152,8 @@ class Connection:
                     if event.type == READY:
                         await self.send({"type": "subscribed", **event.data})
                     else:
-                        data = json.loads(json.dumps(event.data, default=str))  # a datetime in data must not end the stream
+                        # a datetime in someone's event data must not end the stream
+                        data = json.loads(json.dumps(event.data, default=str))
                         await self.send({"type": "event", "event": event.type, "data": data})
         except Exception as exc:  # the socket went away while sending
             log.debug("websocket event stream ended: %s", exc)
