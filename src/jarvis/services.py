@@ -48,7 +48,10 @@ class Services:
         if interrupted:
             log.warning("marked %d answers cut off by the last shutdown as interrupted", interrupted)
         store = ModelStore(settings.models_dir)
-        await asyncio.to_thread(ensure_bundled, store)
+        try:
+            await asyncio.to_thread(ensure_bundled, store)
+        except OSError as exc:  # a full or read-only disk must not keep the server from starting
+            log.error("could not install the bundled model %s: %s", BUNDLED_NAME, exc)
         engines = EngineRouter.from_settings(settings, store)
         bus = EventBus()
         downloads = DownloadManager(store, settings, bus=bus)
@@ -65,7 +68,7 @@ class Services:
             except JarvisError:
                 log.warning("default model %r is not available; using %s", settings.default_model, BUNDLED_NAME)
                 engine, name = engines.local, BUNDLED_NAME
-            if engine is engines.local:
+            if engine is engines.local and store.get(name):
                 await engines.local.load(name)
         return services
 

