@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     n_ctx: int = Field(4096, ge=256, validation_alias=AliasChoices("JARVIS_N_CTX"))
     n_threads: int | None = Field(None, ge=1, validation_alias=AliasChoices("JARVIS_N_THREADS"))
     default_max_tokens: int = Field(512, ge=1, validation_alias=AliasChoices("JARVIS_MAX_TOKENS"))
+    # the most tokens one answer may take, whatever a client asks for (None: no cap)
+    max_tokens_limit: int | None = Field(None, ge=1, validation_alias=AliasChoices("JARVIS_MAX_TOKENS_LIMIT"))
     max_message_chars: int = Field(100_000, ge=1, validation_alias=AliasChoices("JARVIS_MAX_MESSAGE_CHARS"))
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, validation_alias=AliasChoices("JARVIS_MAX_BODY_BYTES"))
     max_ws_frame_bytes: int = Field(1024 * 1024, ge=1024, validation_alias=AliasChoices("JARVIS_MAX_WS_FRAME_BYTES"))

@@ -200,7 +200,7 @@ class ChatService:
             text_for_model = text
         options = GenerationOptions(
             temperature=temperature,
-            max_tokens=max_tokens or self.settings.default_max_tokens,
+            max_tokens=min(max_tokens or self.settings.default_max_tokens, self.settings.max_tokens_limit or 1 << 30),
             top_p=top_p,
             seed=seed,
             stop=stop or [],

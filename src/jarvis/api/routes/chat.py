@@ -27,7 +27,7 @@ router = APIRouter(prefix="/api/chat", tags=["chat"])
 async def list_sessions(
     chat: ChatDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> SessionPage:
     rows, total = await chat.list_sessions(limit=limit, offset=offset)
     sessions = [SessionOut.of(row, message_count=count) for row, count in rows]
