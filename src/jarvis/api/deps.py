@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request, WebSocket
+from starlette.requests import HTTPConnection
 
 from jarvis.chat.service import ChatService
 from jarvis.services import Services
@@ -22,5 +23,11 @@ def ws_services(websocket: WebSocket) -> Services:
     return websocket.app.state.services
 
 
+def user_of(connection: HTTPConnection) -> str:
+    """The user the security middleware recognised (one "default" user without keys)."""
+    return connection.scope.get("state", {}).get("user") or "default"
+
+
 ServicesDep = Annotated[Services, Depends(_services)]
 ChatDep = Annotated[ChatService, Depends(_chat)]
+UserDep = Annotated[str, Depends(user_of)]

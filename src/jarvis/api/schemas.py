@@ -161,7 +161,24 @@ class WsCancel(Request):
     type: Literal["cancel"]
 
 
-WsFrame = Annotated[WsChatMessage | WsChat | WsPing | WsHistory | WsCancel, Field(discriminator="type")]
+class WsSubscribe(Request):
+    """Live events on this socket (as `/api/events`): `events` are types or prefixes
+    (`download`, `model.loaded`), all when absent; `log_level` adds log records at or above it.
+    A second `subscribe` replaces the first."""
+
+    type: Literal["subscribe"]
+    events: Annotated[list[Annotated[str, Field(min_length=1, max_length=100)]], Field(max_length=50)] | None = None
+    log_level: Annotated[str, Field(min_length=1, max_length=16)] | None = None
+
+
+class WsUnsubscribe(Request):
+    type: Literal["unsubscribe"]
+
+
+WsFrame = Annotated[
+    WsChatMessage | WsChat | WsPing | WsHistory | WsCancel | WsSubscribe | WsUnsubscribe,
+    Field(discriminator="type"),
+]
 
 
 class ModelKeyRequest(Request):

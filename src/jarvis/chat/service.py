@@ -85,6 +85,7 @@ class Reply:
     command: CommandCall | None = None
     persist: bool = True  # False: answer without storing anything (OpenAI/Ollama calls with no session)
     client_tools: list[dict] | None = None  # tools the caller runs itself (OpenAI/Ollama `tools`)
+    user: str = "default"  # who asks: sessions belong to their user
     # Set by the caller before closing the stream to say why it stopped early.
     stop_status: str = "disconnected"
 
@@ -107,43 +108,58 @@ class ChatService:
     # --- sessions ------------------------------------------------------------------
 
     async def create_session(
-        self, *, title: str | None = None, model: str | None = None, system_prompt: str | None = None
+        self,
+        *,
+        user: str = "default",
+        title: str | None = None,
+        model: str | None = None,
+        system_prompt: str | None = None,
     ) -> ChatSession:
         if model:
             self.engines.route(model)
         async with self.db.session() as db:
-            return await repos.create_session(db, title=title, model=model, system_prompt=system_prompt)
+            return await repos.create_session(db, user_id=user, title=title, model=model, system_prompt=system_prompt)
 
-    async def get_session(self, session_id: str) -> tuple[ChatSession, list[ChatMessage]]:
+    @staticmethod
+    async def _owned(db, session_id: str, user: str) -> ChatSession:
+        """The session if it is `user`'s; anyone else's is as unknown as a missing one."""
+        session = await repos.get_session(db, session_id)
+        if session is None or session.user_id != user:
+            raise SessionNotFound(f"no chat session {session_id!r}")
+        return session
+
+    async def get_session(self, session_id: str, *, user: str = "default") -> tuple[ChatSession, list[ChatMessage]]:
         async with self.db.session() as db:
-            session = await repos.get_session(db, session_id)
-            if session is None:
-                raise SessionNotFound(f"no chat session {session_id!r}")
+            session = await self._owned(db, session_id, user)
             return session, list(await repos.list_messages(db, session_id))
 
-    async def history(self, session_id: str) -> list[ChatMessage]:
-        """Messages of a session; an id that has no messages yet gives an empty list."""
+    async def history(self, session_id: str, *, user: str = "default") -> list[ChatMessage]:
+        """Messages of a session; an id with nothing stored yet gives an empty list. Raises
+        SessionNotFound for another user's session."""
         async with self.db.session() as db:
+            if await repos.get_session(db, session_id) is None:
+                return []
+            await self._owned(db, session_id, user)
             return list(await repos.list_messages(db, session_id))
 
-    async def list_sessions(self, *, limit: int, offset: int) -> tuple[list[tuple[ChatSession, int]], int]:
+    async def list_sessions(
+        self, *, user: str = "default", limit: int, offset: int
+    ) -> tuple[list[tuple[ChatSession, int]], int]:
         async with self.db.session() as db:
-            rows, total = await repos.list_sessions(db, limit=limit, offset=offset)
+            rows, total = await repos.list_sessions(db, user_id=user, limit=limit, offset=offset)
             counts = await repos.message_counts(db, [row.id for row in rows])
             return [(row, counts.get(row.id, 0)) for row in rows], total
 
-    async def rename_session(self, session_id: str, title: str) -> ChatSession:
+    async def rename_session(self, session_id: str, title: str, *, user: str = "default") -> ChatSession:
         async with self.db.session() as db:
-            session = await repos.get_session(db, session_id)
-            if session is None:
-                raise SessionNotFound(f"no chat session {session_id!r}")
+            session = await self._owned(db, session_id, user)
             session.title = title
             return session
 
-    async def delete_session(self, session_id: str) -> None:
+    async def delete_session(self, session_id: str, *, user: str = "default") -> None:
         async with self.db.session() as db:
-            if not await repos.delete_session(db, session_id):
-                raise SessionNotFound(f"no chat session {session_id!r}")
+            await self._owned(db, session_id, user)
+            await repos.delete_session(db, session_id)
 
     # --- replies -------------------------------------------------------------------
 
@@ -163,6 +179,7 @@ class ChatService:
         conversation: list[dict] | None = None,
         persist: bool = True,
         client_tools: list[dict] | None = None,
+        user: str = "default",
     ) -> Reply:
         """Check a request for an answer without writing anything.
 
@@ -181,6 +198,8 @@ class ChatService:
             )
         async with self.db.session() as db:
             session = await repos.get_session(db, session_id) if session_id else None
+            if session is not None and session.user_id != user:
+                raise SessionNotFound(f"no chat session {session_id!r}")  # taken by someone else: not theirs to see
             if session_id and session is None and not create_missing:
                 raise SessionNotFound(f"no chat session {session_id!r}")
             history = await repos.list_messages(db, session_id) if session and conversation is None else []
@@ -188,7 +207,9 @@ class ChatService:
         new_session_id = session_id or new_id()
         command = self.plugins.match_command(text) if self.plugins else None
         if command is not None:  # answered by a plugin, whatever the model
-            return Reply(self, session, new_session_id, text, model, None, model, [], GenerationOptions(), command, persist)
+            return Reply(
+                self, session, new_session_id, text, model, None, model, [], GenerationOptions(), command, persist, user=user
+            )
         engine, engine_model = await self.engines.check(model)
         if hasattr(engine, "check_queue"):
             engine.check_queue()  # refuse now, before anything is stored
@@ -230,6 +251,7 @@ class ChatService:
             options=options,
             persist=persist,
             client_tools=client_tools,
+            user=user,
         )
 
     def context(self, session_id: str | None, model: str | None) -> Context:
@@ -311,7 +333,7 @@ class ChatService:
         async with self.db.session() as db:
             if reply.session is None:
                 await repos.create_session(
-                    db, session_id=reply.session_id, title=_title(reply.text), model=reply.model
+                    db, session_id=reply.session_id, user_id=reply.user, title=_title(reply.text), model=reply.model
                 )
             elif reply.session.title == "New chat":
                 reply.session.title = _title(reply.text)

@@ -14,12 +14,15 @@ async def create_session(
     db: AsyncSession,
     *,
     session_id: str | None = None,
+    user_id: str = "default",
     title: str | None = None,
     model: str | None = None,
     system_prompt: str | None = None,
 ) -> ChatSession:
     now = utcnow()
-    row = ChatSession(title=title or "New chat", model=model, system_prompt=system_prompt, created_at=now, updated_at=now)
+    row = ChatSession(
+        title=title or "New chat", user_id=user_id, model=model, system_prompt=system_prompt, created_at=now, updated_at=now
+    )
     if session_id:
         row.id = session_id
     db.add(row)
@@ -31,10 +34,13 @@ async def get_session(db: AsyncSession, session_id: str) -> ChatSession | None:
     return await db.get(ChatSession, session_id)
 
 
-async def list_sessions(db: AsyncSession, *, limit: int, offset: int) -> tuple[Sequence[ChatSession], int]:
-    total = await db.scalar(select(func.count()).select_from(ChatSession))
+async def list_sessions(
+    db: AsyncSession, *, user_id: str, limit: int, offset: int
+) -> tuple[Sequence[ChatSession], int]:
+    mine = ChatSession.user_id == user_id
+    total = await db.scalar(select(func.count()).select_from(ChatSession).where(mine))
     rows = await db.scalars(
-        select(ChatSession).order_by(ChatSession.updated_at.desc(), ChatSession.id).limit(limit).offset(offset)
+        select(ChatSession).where(mine).order_by(ChatSession.updated_at.desc(), ChatSession.id).limit(limit).offset(offset)
     )
     return rows.all(), int(total or 0)
 

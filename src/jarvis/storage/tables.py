@@ -59,6 +59,7 @@ class ChatSession(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
     title: Mapped[str] = mapped_column(String(200), default="New chat")
+    user_id: Mapped[str] = mapped_column(String(100), default="default", index=True)
     model: Mapped[str | None] = mapped_column(String(200))
     system_prompt: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -86,6 +87,8 @@ class ChatMessage(Base):
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     ttft_ms: Mapped[float | None] = mapped_column()
     duration_ms: Mapped[float | None] = mapped_column()
+    # JSON list of the memory ids added to the prompt for this answer (assistant messages only)
+    memory_ids: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -98,3 +101,43 @@ class PluginState(Base):
     plugin_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     enabled: Mapped[bool] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Memory(Base):
+    """One long-term memory. Full-text search lives beside it (migration 0003_memory):
+    an FTS5 table `memories_fts` on SQLite, a generated `content_tsv` column on PostgreSQL;
+    neither is mapped here because the ORM never writes them."""
+
+    __tablename__ = "memories"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids of forgotten memories are never handed out again
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)  # fact | preference | note | summary
+    content: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(32))  # api | command | auto | …
+    # provenance, kept as written: a memory outlives the chat it came from
+    session_id: Mapped[str | None] = mapped_column(String(64))
+    message_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    use_count: Mapped[int] = mapped_column(Integer, default=0, index=True)
+    pinned: Mapped[bool] = mapped_column(default=False, index=True)
+
+
+class LogEntry(Base):
+    """One captured log record (see `jarvis.logs`), already redacted. Access records (source
+    `jarvis.access`) carry method, path, status and duration_ms in `extra` and the status here."""
+
+    __tablename__ = "log_records"
+    __table_args__ = {"sqlite_autoincrement": True}  # paging cursors stay valid across retention
+
+    # BIGINT on PostgreSQL (migration 0003_logs): ids are never reused and a busy service logs a lot
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    level: Mapped[str] = mapped_column(String(16))
+    levelno: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(200))  # the logger name
+    message: Mapped[str] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    status: Mapped[int | None] = mapped_column(Integer)  # HTTP status of an access record
+    extra: Mapped[str | None] = mapped_column(Text)  # JSON object

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
 
-from jarvis.api.deps import ChatDep
+from jarvis.api.deps import ChatDep, UserDep
 from jarvis.api.schemas import (
     MessageCreate,
     MessageOut,
@@ -26,35 +26,36 @@ router = APIRouter(prefix="/api/chat", tags=["chat"])
 @router.get("/sessions", response_model=SessionPage)
 async def list_sessions(
     chat: ChatDep,
+    user: UserDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> SessionPage:
-    rows, total = await chat.list_sessions(limit=limit, offset=offset)
+    rows, total = await chat.list_sessions(user=user, limit=limit, offset=offset)
     sessions = [SessionOut.of(row, message_count=count) for row, count in rows]
     return SessionPage(sessions=sessions, total=total, limit=limit, offset=offset)
 
 
 @router.post("/sessions", response_model=SessionOut, status_code=201)
-async def create_session(body: SessionCreate, chat: ChatDep) -> SessionOut:
-    row = await chat.create_session(title=body.title, model=body.model, system_prompt=body.system_prompt)
+async def create_session(body: SessionCreate, chat: ChatDep, user: UserDep) -> SessionOut:
+    row = await chat.create_session(user=user, title=body.title, model=body.model, system_prompt=body.system_prompt)
     return SessionOut.of(row)
 
 
 @router.get("/sessions/{session_id}", response_model=SessionDetail)
-async def get_session(session_id: str, chat: ChatDep) -> SessionDetail:
-    row, messages = await chat.get_session(session_id)
+async def get_session(session_id: str, chat: ChatDep, user: UserDep) -> SessionDetail:
+    row, messages = await chat.get_session(session_id, user=user)
     base = SessionOut.of(row, message_count=len(messages))
     return SessionDetail(**base.model_dump(), messages=[MessageOut.of(m) for m in messages])
 
 
 @router.patch("/sessions/{session_id}", response_model=SessionOut)
-async def rename_session(session_id: str, body: SessionRename, chat: ChatDep) -> SessionOut:
-    return SessionOut.of(await chat.rename_session(session_id, body.title))
+async def rename_session(session_id: str, body: SessionRename, chat: ChatDep, user: UserDep) -> SessionOut:
+    return SessionOut.of(await chat.rename_session(session_id, body.title, user=user))
 
 
 @router.delete("/sessions/{session_id}")
-async def delete_session(session_id: str, chat: ChatDep) -> dict:
-    await chat.delete_session(session_id)
+async def delete_session(session_id: str, chat: ChatDep, user: UserDep) -> dict:
+    await chat.delete_session(session_id, user=user)
     return {"id": session_id, "deleted": True}
 
 
@@ -64,7 +65,7 @@ async def delete_session(session_id: str, chat: ChatDep) -> dict:
     responses={200: {"content": {"text/event-stream": {}}, "description": "the answer, or SSE when streaming"}},
 )
 async def send_message(
-    body: MessageCreate, chat: ChatDep, accept: Annotated[str | None, Header()] = None
+    body: MessageCreate, chat: ChatDep, user: UserDep, accept: Annotated[str | None, Header()] = None
 ):
     """Send a message and get the stored assistant answer, or an SSE stream of it
     (`stream: true` or `Accept: text/event-stream`)."""
@@ -76,6 +77,7 @@ async def send_message(
         max_tokens=body.max_tokens,
         top_p=body.top_p,
         seed=body.seed,
+        user=user,
     )
     if wants_sse(body.stream, accept):
         return reply_stream(reply)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header
 
-from jarvis.api.deps import ChatDep, ServicesDep
+from jarvis.api.deps import ChatDep, ServicesDep, UserDep
 from jarvis.api.routes.health import health_report
 from jarvis.api.schemas import ChatV1Request, ChatV1Response
 from jarvis.api.streaming import reply_stream, usage_dict, wants_sse
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/api/v1/chat", tags=["chat (v1)"])
     response_model=ChatV1Response,
     responses={200: {"content": {"text/event-stream": {}}, "description": "the answer, or SSE when streaming"}},
 )
-async def chat(body: ChatV1Request, chat: ChatDep, accept: Annotated[str | None, Header()] = None):
+async def chat(body: ChatV1Request, chat: ChatDep, user: UserDep, accept: Annotated[str | None, Header()] = None):
     reply = await chat.prepare(
         body.message,
         session_id=body.session_id,
@@ -30,6 +30,7 @@ async def chat(body: ChatV1Request, chat: ChatDep, accept: Annotated[str | None,
         max_tokens=body.max_tokens,
         top_p=body.top_p,
         seed=body.seed,
+        user=user,
     )
     if wants_sse(body.stream, accept):
         return reply_stream(reply)

@@ -11,7 +11,13 @@ from pydantic import BaseModel, Field
 
 from jarvis.api.schemas import Request as StrictRequest
 from jarvis.memory.search import MAX_QUERY_CHARS
-from jarvis.memory.service import MAX_CONTENT_CHARS, MAX_ID, MAX_LIST_LIMIT, MAX_SEARCH_LIMIT, MemoryService
+from jarvis.memory.service import (
+    MAX_CONTENT_CHARS,
+    MAX_ID,
+    MAX_LIST_LIMIT,
+    MAX_SEARCH_LIMIT,
+    MemoryService,
+)
 from jarvis.storage.tables import Memory
 
 router = APIRouter(prefix="/api/memory", tags=["memory"])

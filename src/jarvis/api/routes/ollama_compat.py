@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from jarvis import __version__
 from jarvis.api.compat import FINISH_REASONS, error_route, ollama_error, split_conversation
-from jarvis.api.deps import ServicesDep
+from jarvis.api.deps import ServicesDep, UserDep
 from jarvis.chat.service import Failed, Finished, Started, Token, run_to_end
 from jarvis.engines.base import GenerationOptions
 from jarvis.errors import EngineError, InvalidInput, ModelNotFound
@@ -167,7 +167,7 @@ async def _answer(reply, model: str, *, stream: bool, field: str) -> Response:
 
 
 @router.post("/chat")
-async def chat(body: ChatRequest, services: ServicesDep, session: SessionHeader = None):
+async def chat(body: ChatRequest, services: ServicesDep, user: UserDep, session: SessionHeader = None):
     if not body.messages:  # Ollama: an empty chat loads the model
         services.engines.route(body.model)
         return JSONResponse({"model": body.model, "created_at": _now(), "message": {"role": "assistant", "content": ""},
@@ -186,13 +186,14 @@ async def chat(body: ChatRequest, services: ServicesDep, session: SessionHeader 
     text, conversation = split_conversation(conversation)
     reply = await services.chat.prepare(
         text, session_id=session, create_missing=True, model=body.model, conversation=conversation,
-        persist=session is not None, client_tools=body.tools or None, **_options(body.options, body.format),
+        persist=session is not None,
+        user=user, client_tools=body.tools or None, **_options(body.options, body.format),
     )
     return await _answer(reply, body.model, stream=body.stream, field="message")
 
 
 @router.post("/generate")
-async def generate(body: GenerateRequest, services: ServicesDep, session: SessionHeader = None):
+async def generate(body: GenerateRequest, services: ServicesDep, user: UserDep, session: SessionHeader = None):
     if body.images:
         raise InvalidInput("images are not supported by this server's models")
     if not body.prompt:  # Ollama: an empty prompt loads the model
@@ -207,7 +208,8 @@ async def generate(body: GenerateRequest, services: ServicesDep, session: Sessio
     ]
     reply = await services.chat.prepare(
         body.prompt, session_id=session, create_missing=True, model=body.model, conversation=conversation,
-        persist=session is not None, **_options(body.options, body.format),
+        persist=session is not None,
+        user=user, **_options(body.options, body.format),
     )
     return await _answer(reply, body.model, stream=body.stream, field="response")
 
@@ -327,21 +329,23 @@ async def pull(body: ModelRequest, services: ServicesDep):
         label = f"pulling {digest.split(':')[1][:12]}" if digest else f"pulling {remote.file if remote else job.name}"
         async with services.bus.subscribe() as queue:
             snapshot = job.snapshot()
+            verifying = False  # said once, after the layer's last line at 100 %, never followed by "pulling" again
             while True:
                 if snapshot["status"] in ("downloading", "stalled", "retrying", "queued"):
+                    verifying = False
                     yield _line({"status": label, "digest": digest or "", "total": snapshot["total_bytes"] or 0,
                                  "completed": snapshot["downloaded_bytes"]})
-                elif snapshot["status"] == "verifying":
-                    yield _line({"status": "verifying sha256 digest"})
-                elif snapshot["status"] == "completed":
+                elif snapshot["status"] in ("verifying", "completed") and not verifying:
+                    verifying = True
                     if remote:
                         yield _line({"status": label, "digest": digest or "", "total": snapshot["total_bytes"] or 0,
                                      "completed": snapshot["total_bytes"] or 0})
                     yield _line({"status": "verifying sha256 digest"})
+                if snapshot["status"] == "completed":
                     yield _line({"status": "writing manifest"})
                     yield _line({"status": "success"})
                     return
-                else:
+                if snapshot["status"] not in ("queued", "downloading", "stalled", "retrying", "verifying"):
                     yield _line({"error": snapshot.get("error") or f"pull {snapshot['status']}"})
                     return
                 while True:

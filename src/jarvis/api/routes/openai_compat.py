@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
 from jarvis.api.compat import FINISH_REASONS, error_route, openai_error, split_conversation, text_of
-from jarvis.api.deps import ServicesDep
+from jarvis.api.deps import ServicesDep, UserDep
 from jarvis.chat.service import Failed, Finished, Started, Token, run_to_end
 from jarvis.engines.base import GenerationOptions
 from jarvis.errors import InvalidInput
@@ -125,7 +125,7 @@ async def get_model(model_id: str, services: ServicesDep) -> dict:
 
 
 @router.post("/chat/completions")
-async def chat_completions(body: ChatCompletionRequest, services: ServicesDep, session: SessionHeader = None):
+async def chat_completions(body: ChatCompletionRequest, services: ServicesDep, user: UserDep, session: SessionHeader = None):
     text, conversation = split_conversation(_conversation(body.messages))
     json_mode = bool(body.response_format and body.response_format.type != "text")
     reply = await services.chat.prepare(
@@ -141,6 +141,7 @@ async def chat_completions(body: ChatCompletionRequest, services: ServicesDep, s
         json_mode=json_mode,
         conversation=conversation,
         persist=session is not None,
+        user=user,
         client_tools=body.tools or None,
     )
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"

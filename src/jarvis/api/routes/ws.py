@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from fastapi import APIRouter, WebSocket
 from pydantic import TypeAdapter, ValidationError
 
+from jarvis.api.deps import user_of
 from jarvis.api.errors import describe_validation
 from jarvis.api.routes.events import READY, Selection, follow
 from jarvis.api.schemas import (
@@ -63,6 +64,7 @@ class Connection:
     def __init__(self, websocket: WebSocket, services: Services) -> None:
         self.ws = websocket
         self.services = services
+        self.user = user_of(websocket)
         self.session_id = new_id()
         self.task: asyncio.Task | None = None
         self.reply: Reply | None = None
@@ -168,7 +170,10 @@ class Connection:
         return True
 
     async def history(self, session_id: str) -> None:
-        messages = await self.services.chat.history(session_id)
+        try:
+            messages = await self.services.chat.history(session_id, user=self.user)
+        except JarvisError as exc:
+            return await self.error(exc.message, exc.code)
         await self.send(
             {
                 "type": "history",
@@ -189,6 +194,7 @@ class Connection:
                 model=frame.model,
                 temperature=frame.temperature,
                 max_tokens=frame.max_tokens,
+                user=self.user,
             )
         except JarvisError as exc:
             return await self.error(exc.message, exc.code)
