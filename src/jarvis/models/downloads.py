@@ -27,6 +27,7 @@ from jarvis.models.bundled import ensure_bundled
 from jarvis.models.gguf_info import read_metadata
 from jarvis.models.plan import Plan, RemoteFile
 from jarvis.models.refs import parse_model_key
+from jarvis.models.registries.url import check_public_url
 from jarvis.models.resolver import Resolver
 from jarvis.models.store import Manifest, ModelStore, write_atomic
 from jarvis.models.transfer import Transfer, TransferCancelled, TransferOptions
@@ -96,6 +97,7 @@ class DownloadJob:
         }
         if self.error:
             data["error"] = self.error
+            data["error_code"] = self.error_code  # what failed, for clients to act on (retry, token, disk)
         return data
 
 
@@ -195,10 +197,14 @@ class DownloadManager:
 
     async def cancel(self, model_key: str, *, keep_partial: bool = False) -> DownloadJob:
         """Stop a running download at once. Its partial data is removed, unless `keep_partial`
-        (a pause: pulling the same model again resumes it). Raises NotFound."""
+        (a pause: pulling the same model again resumes it). Raises NotFound, Conflict."""
         job = self.find(model_key)
         if job is None or not job.active:
             raise NotFound(f"no download of {model_key!r} is running")
+        if job.status == "verifying":
+            # Every byte is in and the manifest is being written in a thread that cannot be
+            # stopped: cancelling now would report `cancelled` for a model that gets installed.
+            raise Conflict(f"{job.name} is being installed; delete it once it is")
         job.keep_partial = keep_partial
         job.cancel.set()
         for transfer in job.transfers:
@@ -321,6 +327,7 @@ class DownloadManager:
                 headers=self.resolver.auth_headers(remote, job.plan),
                 options=self.options,
                 cancel=job.cancel,
+                url_guard=None if self.settings.allow_insecure_urls else check_public_url,
             )
             job.transfers.append(transfer)
             try:
@@ -336,6 +343,8 @@ class DownloadManager:
                 raise
             finally:
                 job.transfers.remove(transfer)
+                if remote.size is None:  # learned while fetching (a plain URL): the total must not go unknown again
+                    remote.size = transfer.size
         digest = f"sha256-{hexdigest}"
         blob = self.store.blob_path(digest)
         os.replace(partial, blob)
@@ -384,9 +393,11 @@ class DownloadManager:
             job._samples.popleft()
         first_time, first_bytes = job._samples[0]
         job.speed_bps = (current - first_bytes) / (now - first_time) if now > first_time and current > first_bytes else 0.0
-        phases = {t.phase for t in job.transfers}
+        phases = {t.status for t in job.transfers}
         if job.status in ("downloading", "stalled", "retrying"):
             job.status = next((p for p in ("stalled", "retrying") if p in phases), "downloading")
+        if job.status == "stalled":
+            job.speed_bps = 0.0  # nothing has come for seconds: an average over the window would be a frozen speed
 
     def _publish(self, job: DownloadJob) -> None:
         if job.active:

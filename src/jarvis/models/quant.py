@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import re
 
-# Longest names first so Q4_K_M is not read as Q4_K.
+# Longest names first so Q4_K_M is not read as Q4_K. A name must not run on with `_` either:
+# Q4_0_4_4 (an ARM repacking) is not Q4_0.
 _QUANT_RE = re.compile(
-    r"(?<![A-Za-z0-9])(IQ[1-4]_(?:XXS|XS|S|M|NL)|Q[2-8]_K_(?:XL|S|M|L)|Q[2-8]_K|Q[4-8]_[01]|TQ[12]_0|BF16|F16|F32)(?![A-Za-z0-9])",
+    r"(?<![A-Za-z0-9])(IQ[1-4]_(?:XXS|XS|S|M|NL)|Q[2-8]_K_(?:XL|S|M|L)|Q[2-8]_K|Q4_0_[48]_[48]|Q[4-8]_[01]|TQ[12]_0|BF16|F16|F32)"
+    r"(?![A-Za-z0-9_])",
     re.IGNORECASE,
 )
 _SPLIT_RE = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
 
 # What most people should take first; the rest by size, smallest first.
 PREFERRED = ["Q4_K_M", "Q4_K_S", "Q5_K_M", "Q6_K", "Q8_0"]
+
+
+def is_quantization(name: str) -> bool:
+    """`Q4_K_M`, `q8_0`, … (as in `qwen:Q8_0`), as opposed to a tag such as `7b`."""
+    return _QUANT_RE.fullmatch(name) is not None
 
 
 def quantization_of(file_name: str) -> str | None:

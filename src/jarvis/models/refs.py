@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlsplit
 
 from jarvis.errors import InvalidInput
 from jarvis.models.catalog import lookup
+from jarvis.models.quant import is_quantization
 
 _HF_PREFIXES = ("hf.co/", "huggingface.co/", "www.huggingface.co/")
 _OLLAMA_PREFIXES = ("ollama.ai/", "ollama.com/", "registry.ollama.ai/", "www.ollama.com/")
@@ -53,6 +54,11 @@ def parse_model_key(model_key: str, quantization: str | None = None) -> ModelRef
         quantization = quantization.upper()
 
     entry = lookup(key)
+    shortcut, _, suffix = key.rpartition(":")
+    if entry is None and is_quantization(suffix) and (base := lookup(shortcut)) and base.source == "hf":
+        # `qwen:Q8_0` is a shortcut with a quantization (`jarvis pull MODEL[:QUANT]`);
+        # `qwen:7b` stays an Ollama name:tag.
+        entry, quantization = base, quantization or suffix.upper()
     if entry:
         if entry.source == "bundled":
             return ModelRef(key=entry.key, source="bundled")

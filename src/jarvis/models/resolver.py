@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from jarvis.config import Settings
@@ -10,7 +12,7 @@ from jarvis.models.plan import Plan, RemoteFile
 from jarvis.models.refs import ModelRef
 from jarvis.models.registries.hf import HuggingFace
 from jarvis.models.registries.ollama import OllamaRegistry
-from jarvis.models.registries.url import plan_url
+from jarvis.models.registries.url import check_public_url, plan_url
 
 
 class Resolver:
@@ -26,9 +28,10 @@ class Resolver:
         if ref.source == "ollama":
             return await self.ollama.plan(ref)
         if ref.source == "url":
-            if ref.url.lower().startswith("http://") and not self.settings.allow_insecure_urls:
-                raise InvalidInput("plain http model URLs are refused; use https (or set JARVIS_ALLOW_INSECURE_URLS)")
-            return plan_url(ref)
+            plan = plan_url(ref)
+            if not self.settings.allow_insecure_urls:
+                await asyncio.to_thread(check_public_url, ref.url)
+            return plan
         raise InvalidInput(f"{ref.key} needs no download")
 
     async def variants(self, ref: ModelRef) -> list[dict]:

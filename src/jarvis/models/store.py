@@ -51,7 +51,7 @@ class Manifest:
 
 def normalize_digest(digest: str) -> str:
     """`sha256-<hex>` for a digest in either spelling; raises InvalidInput for anything else."""
-    match = DIGEST_RE.match(digest or "")
+    match = DIGEST_RE.fullmatch(digest or "")  # `$` alone would let a trailing newline through
     if not match:
         raise InvalidInput(f"not a sha256 digest: {digest!r}")
     return f"sha256-{match.group(1)}"

@@ -25,13 +25,15 @@ import os
 import random
 import re
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 
-from jarvis.errors import InsufficientStorage, NotFound, UpstreamAuthError, UpstreamError, VerificationError
+from jarvis.errors import InsufficientStorage, JarvisError, NotFound, UpstreamAuthError, UpstreamError, VerificationError
 from jarvis.models.plan import RemoteFile
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ SAVE_EVERY = 2 << 20
 HASH_BLOCK = 8 << 20
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _ERROR_TYPES = ("text/html", "application/json", "application/xml", "text/xml", "text/plain")
+STALL_NOTICE = 5.0  # seconds without a byte before progress says `stalled` (at most half the stall timeout)
 
 
 @dataclass
@@ -96,6 +99,7 @@ class Transfer:
         options: TransferOptions | None = None,
         cancel: threading.Event | None = None,
         expect_gguf: bool = True,
+        url_guard: Callable[[str], None] | None = None,
     ) -> None:
         self.remote = remote
         self.partial = partial
@@ -104,6 +108,8 @@ class Transfer:
         self.options = options or TransferOptions()
         self.cancel = cancel or threading.Event()
         self.expect_gguf = expect_gguf
+        # checks every URL on another host than the origin's (redirects, a CDN); raises to refuse it
+        self.url_guard = url_guard
         self.size: int | None = remote.size
         self.downloaded = 0
         self.hashed = 0
@@ -119,8 +125,18 @@ class Transfer:
         self._clients: set[httpx.Client] = set()
         self._fd: int | None = None
         self._finished = False
+        self._last_data = time.monotonic()
 
     # --- public ----------------------------------------------------------------------
+
+    @property
+    def status(self) -> str:
+        """What progress shows: the phase, but `stalled` as soon as no byte has come for a while,
+        well before the read timeout gives up on the connection and retries it."""
+        quiet = time.monotonic() - self._last_data
+        if self.phase == "downloading" and quiet >= min(STALL_NOTICE, self.options.stall_timeout / 2):
+            return "stalled"
+        return self.phase
 
     def run(self) -> str:
         """Raises TransferCancelled, VerificationError, UpstreamError, UpstreamAuthError, NotFound, InsufficientStorage."""
@@ -134,6 +150,8 @@ class Transfer:
                 if self._fatal is None and not self._all_done() and not self.cancel.is_set():
                     self._fall_back_to_one_stream()  # Range did not work out
                     self._run_workers(1)
+                if self._all_done():
+                    self.phase = "verifying"  # the hasher may still be catching up: not a stall
             finally:
                 with self._lock:
                     self._finished = True
@@ -237,7 +255,19 @@ class Transfer:
 
     def _client(self) -> httpx.Client:
         timeout = httpx.Timeout(self.options.stall_timeout, connect=self.options.connect_timeout)
-        return httpx.Client(follow_redirects=True, timeout=timeout, headers={"Accept-Encoding": "identity"})
+        hooks = {"request": [self._guard]} if self.url_guard else {}
+        return httpx.Client(follow_redirects=True, timeout=timeout, headers={"Accept-Encoding": "identity"}, event_hooks=hooks)
+
+    def _guard(self, request: httpx.Request) -> None:
+        # Called for every request, redirects included, before it is sent. The origin itself is
+        # either configured by the operator or was checked when the download was planned.
+        origin = httpx.URL(self.remote.url)
+        if (request.url.scheme, request.url.host, request.url.port) == (origin.scheme, origin.host, origin.port):
+            return
+        try:
+            self.url_guard(str(request.url))
+        except JarvisError as exc:
+            raise UpstreamError(f"{self.remote.file}: refused to follow {request.url.host}: {exc.message}") from exc
 
     def _headers_for(self, url: str) -> dict:
         # Credentials go to the origin's host only, never to a CDN it redirects to.
@@ -274,7 +304,6 @@ class Transfer:
                     try:
                         self._fetch(client, segment)
                         failures = 0
-                        self.phase = "downloading"
                     except _Retry as retry:
                         failures = 0 if segment.done > before else failures + 1
                         if failures >= self.options.max_failures:
@@ -364,7 +393,10 @@ class Transfer:
         if status == 404:
             raise NotFound(f"{self.remote.file}: the server has no such file")
         if status in (401, 403):
-            raise UpstreamAuthError(f"{self.remote.file}: the server refused access ({status})")
+            # which it is: 401 no or a bad token (private, or gated without one), 403 a token without access (gated)
+            reason = response.headers.get("x-error-message") or ("credentials missing or refused" if status == 401 else "access denied")
+            raise UpstreamAuthError(f"{self.remote.file}: the server refused access ({status}: {reason})",
+                                    details={"upstream_status": status})
         if status == 416 or status == 501:
             raise _RangeUnsupported(f"the server refused a Range request ({status})")
         if status == 429 or status >= 500:
@@ -396,6 +428,9 @@ class Transfer:
         with self._lock:
             segment.done += count
             self.downloaded += count
+            # bytes flow again: a stall or retry is over as soon as they do, not when the segment ends
+            self.phase = "downloading"
+            self._last_data = time.monotonic()
             self._unsaved += count
             if self._unsaved >= SAVE_EVERY:
                 self._unsaved = 0
@@ -444,6 +479,7 @@ class Transfer:
         self.phase = "verifying"
         actual_size = os.fstat(self._fd).st_size
         if self.size is not None and (actual_size != self.size or self.hashed != self.size):
+            self.discard()  # its state says "complete": kept, every later attempt would fail the same way
             raise VerificationError(f"{self.remote.file}: got {self.hashed} bytes, expected {self.size}")
         if self.expect_gguf and os.pread(self._fd, 4, 0) != b"GGUF":
             self.discard()

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import httpx
 
-from jarvis.errors import ModelNotFound, NotFound, UpstreamAuthError
+from jarvis.errors import ModelNotFound, NotFound, UpstreamAuthError, UpstreamError
 from jarvis.models.plan import Plan, RemoteFile
 from jarvis.models.quant import quantization_of, split_part, variant_order
 from jarvis.models.refs import ModelRef
@@ -52,6 +52,9 @@ class HuggingFace:
 
     async def variants(self, repo: str) -> list[Variant]:
         """The GGUF quantizations in the repo, recommended first. Raises ModelNotFound, UpstreamAuthError."""
+        return self._variants(repo, await self._info(repo))
+
+    async def _info(self, repo: str) -> dict:
         what = f"HuggingFace repo {repo}"
         try:
             info, _ = await get_json(
@@ -68,11 +71,18 @@ class HuggingFace:
                 raise UpstreamAuthError(
                     f"{what} is gated: accept its terms on the Hub with the account whose token is set", details=exc.details
                 ) from exc
-            raise UpstreamAuthError(f"{what}: the token was refused (401)", details=exc.details) from exc
+            raise UpstreamAuthError(
+                f"{what} does not exist, or the token set in HUGGINGFACE_TOKEN has no access to it (401)", details=exc.details
+            ) from exc
+        if not isinstance(info, dict):
+            raise UpstreamError(f"{what}: the repo listing is not a JSON object")
+        return info
+
+    def _variants(self, repo: str, info: dict) -> list[Variant]:
         groups: dict[str, list[RemoteFile]] = defaultdict(list)
         for sibling in info.get("siblings") or []:
             name = sibling.get("rfilename") or ""
-            if not name.lower().endswith(".gguf") or "mmproj" in name.lower():
+            if not name.lower().endswith(".gguf") or "mmproj" in name.lower() or not _plain_path(name):
                 continue
             quant = quantization_of(name)
             if quant is None:
@@ -96,8 +106,9 @@ class HuggingFace:
         return variants
 
     async def plan(self, ref: ModelRef) -> Plan:
-        """The files of the variant asked for (or the recommended one). Raises ModelNotFound."""
-        variants = await self.variants(ref.repo)
+        """The files of the variant asked for (or the recommended one). Raises ModelNotFound, UpstreamAuthError."""
+        info = await self._info(ref.repo)
+        variants = self._variants(ref.repo, info)
         if not variants:
             raise ModelNotFound(f"HuggingFace repo {ref.repo} has no GGUF files")
         if ref.tag:
@@ -110,6 +121,8 @@ class HuggingFace:
                 )
         else:
             chosen = variants[0]
+        if info.get("gated"):
+            await self._check_access(ref.repo, chosen.files[0])
         return Plan(
             name=f"{ref.name_prefix}:{chosen.quantization}",
             model_key=ref.key,
@@ -118,6 +131,30 @@ class HuggingFace:
             quantization=chosen.quantization,
             files=chosen.files,
         )
+
+    async def _check_access(self, repo: str, remote: RemoteFile) -> None:
+        """A gated repo lists its files to anyone but serves them only to accounts it has granted
+        access: ask now (a HEAD, as huggingface_hub does), so the request that starts the pull is
+        refused with the reason rather than the job failing later. Raises UpstreamAuthError."""
+        try:
+            response = await self.client.head(remote.url, headers=self.auth_headers(), follow_redirects=False)
+        except httpx.TransportError:
+            return  # the download itself will say what is wrong with the connection
+        if response.status_code not in (401, 403):
+            return
+        if self.token:
+            message = f"{repo} is gated and the token's account has not been granted access: accept its terms on the Hub"
+        else:
+            message = f"{repo} is gated: accept its terms on the Hub, then set HUGGINGFACE_TOKEN (or HF_TOKEN) to that account's token"
+        said = response.headers.get("x-error-message")
+        status = response.status_code
+        raise UpstreamAuthError(f"{message} ({status}{f': {said}' if said else ''})", details={"upstream_status": status})
+
+
+def _plain_path(name: str) -> bool:
+    """A repo file name that is a plain relative path (`a/b.gguf`): no `..`, no absolute path."""
+    parts = name.split("/")
+    return "\\" not in name and all(part not in ("", ".", "..") for part in parts)
 
 
 def _split_base(file: str) -> str:

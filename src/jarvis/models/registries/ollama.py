@@ -78,7 +78,7 @@ class OllamaRegistry:
             raise UpstreamError(f"the manifest of {ref.key} has {len(layers)} model layers, expected one")
         layer = layers[0]
         digest = str(layer.get("digest", ""))
-        if not DIGEST_RE.match(digest):
+        if not DIGEST_RE.fullmatch(digest):
             raise UpstreamError(f"the manifest of {ref.key} names an invalid digest {digest[:80]!r}")
         size = layer.get("size")
         if not isinstance(size, int) or size <= 0:
