@@ -12,7 +12,8 @@ from jarvis import __version__
 from jarvis.api.errors import install_error_handlers
 from jarvis.api.limits import LimitsMiddleware
 from jarvis.api.security import SecurityMiddleware
-from jarvis.api.routes import chat, chat_v1, health, models, ollama_compat, openai_compat, plugins, ws
+from jarvis.api.middleware import AccessLogMiddleware
+from jarvis.api.routes import chat, chat_v1, health, models, ollama_compat, openai_compat, plugins, ws, events, logs
 from jarvis.config import Settings
 from jarvis.services import Services
 
@@ -52,7 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    app.add_middleware(AccessLogMiddleware)  # added after CORS: outermost, so preflights are logged too
     install_error_handlers(app)
-    for module in (health, chat, chat_v1, models, plugins, openai_compat, ollama_compat, ws):
+    for module in (health, chat, chat_v1, models, plugins, openai_compat, ollama_compat, ws, logs, events):
         app.include_router(module.router)
     return app

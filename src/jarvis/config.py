@@ -96,6 +96,9 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias=AliasChoices("JARVIS_ALLOWED_HOSTS")
     )
     allow_insecure_urls: bool = Field(False, validation_alias=AliasChoices("JARVIS_ALLOW_INSECURE_URLS"))
+    # stored log records (GET /api/logs): at most this many rows, none older than this many days
+    log_retention_rows: int = Field(100_000, ge=1, validation_alias=AliasChoices("JARVIS_LOG_RETENTION_ROWS"))
+    log_retention_days: float = Field(7.0, gt=0, validation_alias=AliasChoices("JARVIS_LOG_RETENTION_DAYS"))
 
     @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod

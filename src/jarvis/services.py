@@ -15,6 +15,7 @@ from jarvis.config import Settings
 from jarvis.engines.router import EngineRouter
 from jarvis.errors import JarvisError
 from jarvis.events import EventBus
+from jarvis.logs import LogService
 from jarvis.models.downloads import DownloadManager
 from jarvis.models.bundled import BUNDLED_NAME, ensure_bundled
 from jarvis.models.store import ModelStore
@@ -35,6 +36,7 @@ class Services:
     bus: EventBus
     downloads: DownloadManager
     plugins: PluginManager
+    logs: LogService | None = None
     started_at: float = field(default_factory=time.time)
 
     @classmethod
@@ -43,6 +45,8 @@ class Services:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.db_url)
         await db.migrate()
+        bus = EventBus()
+        logs = await LogService.start(db, bus, settings)
         async with db.session() as session:
             interrupted = await repos.mark_unfinished_interrupted(session)
         if interrupted:
@@ -53,13 +57,12 @@ class Services:
         except OSError as exc:  # a full or read-only disk must not keep the server from starting
             log.error("could not install the bundled model %s: %s", BUNDLED_NAME, exc)
         engines = EngineRouter.from_settings(settings, store)
-        bus = EventBus()
         downloads = DownloadManager(store, settings, bus=bus)
         plugins = PluginManager(db)
         await plugins.start()
         plugins.on_change = lambda record: bus.publish("plugin.changed", record.to_dict())
         chat = ChatService(db, engines, settings, plugins=plugins)
-        services = cls(settings, db, store, engines, chat, bus, downloads, plugins)
+        services = cls(settings, db, store, engines, chat, bus, downloads, plugins, logs=logs)
         chat.services = services
         await downloads.start()
         if settings.load_on_start:
@@ -76,4 +79,6 @@ class Services:
         await self.downloads.close()
         await self.chat.drain()
         await self.engines.close()
+        if self.logs is not None:
+            await self.logs.close()
         await self.db.close()
