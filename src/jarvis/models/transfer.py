@@ -38,7 +38,6 @@ from jarvis.models.plan import RemoteFile
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20
 SAVE_EVERY = 2 << 20
 HASH_BLOCK = 8 << 20
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
@@ -117,6 +116,8 @@ class Transfer:
         self.ranged = True
         self.segments: list[Segment] = []
         self._lock = threading.Lock()
+        self._save_lock = threading.Lock()
+        self._sequence = self._saved_sequence = 0
         self._progressed = threading.Condition(self._lock)
         self._unsaved = 0
         self._cdn_url: str | None = None
@@ -239,17 +240,26 @@ class Transfer:
         self.downloaded = sum(s.done for s in self.segments)
         return True
 
-    def _save_state(self) -> None:
-        state = {
+    def _state(self) -> dict:
+        return {
             "url": self.remote.url,
             "digest": self.remote.digest,
             "size": self.size,
             "ranged": self.ranged,
             "segments": [[s.start, s.end, s.done] for s in self.segments],
         }
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.state_path)
+
+    def _save_state(self, state: dict | None = None, sequence: int | None = None) -> None:
+        """Write the state sidecar; a snapshot older than one already written is skipped."""
+        state = state or self._state()
+        with self._save_lock:
+            if sequence is not None:
+                if sequence <= self._saved_sequence:
+                    return
+                self._saved_sequence = sequence
+            tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+            tmp.write_text(json.dumps(state))
+            os.replace(tmp, self.state_path)
 
     # --- workers -------------------------------------------------------------------------
 
@@ -362,7 +372,9 @@ class Transfer:
                 self._check(response, url, position, segment, ranged_request)
                 if str(response.url) != self.remote.url:
                     self._cdn_url = str(response.url)
-                for chunk in response.iter_raw(CHUNK):
+                # Chunks as they come off the socket (64 KiB): asking iter_raw for bigger
+                # ones re-buffers every byte in Python, which halved throughput here.
+                for chunk in response.iter_raw():
                     if self.cancel.is_set():
                         raise TransferCancelled()
                     if segment.end is not None and position + len(chunk) > segment.end:
@@ -432,10 +444,14 @@ class Transfer:
             self.phase = "downloading"
             self._last_data = time.monotonic()
             self._unsaved += count
+            snapshot = None
             if self._unsaved >= SAVE_EVERY:
                 self._unsaved = 0
-                self._save_state()
+                self._sequence += 1
+                snapshot, sequence = self._state(), self._sequence
             self._progressed.notify_all()
+        if snapshot is not None:  # written outside the lock: the other connections keep streaming
+            self._save_state(snapshot, sequence)
 
     def _all_done(self) -> bool:
         return all(s.complete for s in self.segments)
