@@ -13,7 +13,7 @@ from jarvis.api.errors import install_error_handlers
 from jarvis.api.limits import LimitsMiddleware
 from jarvis.api.security import SecurityMiddleware
 from jarvis.api.middleware import AccessLogMiddleware
-from jarvis.api.routes import chat, chat_v1, health, models, ollama_compat, openai_compat, plugins, ws, events, logs
+from jarvis.api.routes import chat, chat_v1, health, models, ollama_compat, openai_compat, plugins, ws, events, logs, memory
 from jarvis.config import Settings
 from jarvis.services import Services
 
@@ -55,6 +55,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(AccessLogMiddleware)  # added after CORS: outermost, so preflights are logged too
     install_error_handlers(app)
-    for module in (health, chat, chat_v1, models, plugins, openai_compat, ollama_compat, ws, logs, events):
+    for module in (health, chat, chat_v1, models, plugins, openai_compat, ollama_compat, ws, logs, events, memory):
         app.include_router(module.router)
     return app

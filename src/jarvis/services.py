@@ -16,6 +16,7 @@ from jarvis.engines.router import EngineRouter
 from jarvis.errors import JarvisError
 from jarvis.events import EventBus
 from jarvis.logs import LogService
+from jarvis.memory.service import MemoryService
 from jarvis.models.downloads import DownloadManager
 from jarvis.models.bundled import BUNDLED_NAME, ensure_bundled
 from jarvis.models.store import ModelStore
@@ -37,6 +38,7 @@ class Services:
     downloads: DownloadManager
     plugins: PluginManager
     logs: LogService | None = None
+    memory: MemoryService | None = None
     started_at: float = field(default_factory=time.time)
 
     @classmethod
@@ -62,7 +64,9 @@ class Services:
         await plugins.start()
         plugins.on_change = lambda record: bus.publish("plugin.changed", record.to_dict())
         chat = ChatService(db, engines, settings, plugins=plugins)
-        services = cls(settings, db, store, engines, chat, bus, downloads, plugins, logs=logs)
+        memory = MemoryService(db, bus=bus)
+        chat.memory = memory
+        services = cls(settings, db, store, engines, chat, bus, downloads, plugins, logs=logs, memory=memory)
         chat.services = services
         await downloads.start()
         if settings.load_on_start:

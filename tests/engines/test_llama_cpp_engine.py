@@ -149,3 +149,12 @@ async def test_the_same_greedy_request_twice_gives_the_same_answer(engine):
         chunks = [c async for c in engine.stream("gemma3:270m", prompt, GenerationOptions(temperature=0, max_tokens=8))]
         answers.append("".join(c.text for c in chunks))
     assert answers[0] == answers[1] == answers[2]
+
+
+async def test_system_prompt_reaches_a_gemma_model_without_template(engine):
+    """llama-cpp-python's `gemma` format drops system messages; the engine folds them in."""
+    plain = await engine.count_prompt_tokens("gemma3:270m", PROMPT)
+    with_system = await engine.count_prompt_tokens(
+        "gemma3:270m", [{"role": "system", "content": "You are JARVIS, a helpful assistant."}, *PROMPT]
+    )
+    assert with_system > plain + 5

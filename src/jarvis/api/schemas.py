@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from jarvis.memory.service import decode_ids
 from jarvis.storage.tables import ChatMessage, ChatSession
 
 Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
@@ -60,12 +61,14 @@ class MessageOut(BaseModel):
     completion_tokens: int | None = None
     ttft_ms: float | None = None
     duration_ms: float | None = None
+    memory_ids: list[int] = []  # the long-term memories added to the prompt of this answer
     created_at: datetime
     updated_at: datetime
 
     @classmethod
     def of(cls, row: ChatMessage) -> MessageOut:
-        return cls.model_validate(row, from_attributes=True)
+        data = {name: getattr(row, name) for name in cls.model_fields if name != "memory_ids"}
+        return cls(**data, memory_ids=decode_ids(getattr(row, "memory_ids", None)))
 
 
 class SessionOut(BaseModel):

@@ -7,9 +7,9 @@
 - With no key, only clients on loopback are served (so `uvicorn --host 0.0.0.0` without a
   key exposes nothing), and `jarvis serve` refuses a non-loopback address unless
   `JARVIS_INSECURE` says it is meant.
-- A server bound to loopback refuses requests whose Host header is not a loopback name
-  (or one of `JARVIS_ALLOWED_HOSTS`): a web page that rebinds its DNS name to 127.0.0.1
-  cannot reach the API through the user's browser.
+- A request from this machine (a loopback client) whose Host header is not a loopback name
+  (or one of `JARVIS_ALLOWED_HOSTS`) is refused: a web page that rebinds its DNS name to
+  127.0.0.1 cannot reach the API through the user's browser.
 
 A pure ASGI middleware: it must not buffer streaming responses.
 """
@@ -77,7 +77,6 @@ class SecurityMiddleware:
         self.app = app
         self.settings = settings
         self.keys = load_keys(settings)
-        self.loopback_only_hosts = is_loopback(settings.host)
         self.allowed_hosts = LOOPBACK_NAMES | {h.lower() for h in settings.allowed_hosts}
 
     async def __call__(self, scope, receive, send) -> None:
@@ -88,9 +87,12 @@ class SecurityMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         path = scope.get("path", "")
         scope.setdefault("state", {})
-        if self.loopback_only_hosts and _host_name(headers.get("host", "")) not in self.allowed_hosts:
-            return await _refuse(scope, receive, send, 403, "forbidden_host", "this server answers to loopback host names only")
         client = (scope.get("client") or ("", 0))[0]
+        # DNS rebinding reaches us through a browser on this machine: a loopback client
+        # naming a host that is not ours. Remote clients (a LAN server) are judged by key.
+        if is_loopback(client) and _host_name(headers.get("host", "")) not in self.allowed_hosts:
+            return await _refuse(scope, receive, send, 403, "forbidden_host",
+                                 "loopback clients must name a loopback host (or one of JARVIS_ALLOWED_HOSTS)")
         if not self.keys:
             if not is_loopback(client) and not self.settings.insecure:
                 return await _refuse(scope, receive, send, 403, "remote_access_disabled",

@@ -15,13 +15,14 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from jarvis.chat.prompt import build_messages, fit_to_context
 from jarvis.config import Settings
 from jarvis.engines.base import Chunk, Engine, GenerationOptions, Usage
 from jarvis.engines.router import EngineRouter
 from jarvis.errors import InvalidInput, JarvisError, PayloadTooLarge, SessionNotFound
+from jarvis.memory.service import encode_ids, render_for_prompt
 from jarvis.plugins.manager import CommandCall, PluginManager
 from jarvis.plugins.types import Context
 from jarvis.storage import repos
@@ -86,6 +87,7 @@ class Reply:
     persist: bool = True  # False: answer without storing anything (OpenAI/Ollama calls with no session)
     client_tools: list[dict] | None = None  # tools the caller runs itself (OpenAI/Ollama `tools`)
     user: str = "default"  # who asks: sessions belong to their user
+    memory_ids: list[int] = field(default_factory=list)  # memories added to the prompt
     # Set by the caller before closing the stream to say why it stopped early.
     stop_status: str = "disconnected"
 
@@ -227,10 +229,15 @@ class ChatService:
             stop=stop or [],
             json_mode=json_mode,
         )
+        recalled = await self._recall(text)
+        memory_block = render_for_prompt(recalled)
         if conversation is not None:
             messages = [*conversation[:-1], {**conversation[-1], "content": text_for_model}]
+            if memory_block:
+                messages.insert(0, {"role": "system", "content": memory_block})
         else:
-            messages = build_messages(session.system_prompt if session else None, history, text_for_model)
+            system = "\n\n".join(p for p in (session.system_prompt if session else None, memory_block) if p) or None
+            messages = build_messages(system, history, text_for_model)
         context = await engine.context_length(engine_model)
         if context:
             budget = max(context - options.max_tokens, context // 2)
@@ -252,7 +259,29 @@ class ChatService:
             persist=persist,
             client_tools=client_tools,
             user=user,
+            memory_ids=[m.id for m in recalled],
         )
+
+    async def _recall(self, text: str) -> list:
+        """The memories relevant to a message (none when memory is off or fails)."""
+        if self.memory is None:
+            return []
+        try:
+            return [memory for memory, _score in await self.memory.relevant(text)]
+        except Exception:  # memory helps the answer; it must never stop it
+            log.exception("memory recall failed")
+            return []
+
+    async def _remember(self, reply: Reply, user: ChatMessage) -> None:
+        """Count the recalled memories as used; keep "remember that …" statements."""
+        if self.memory is None:
+            return
+        try:
+            await self.memory.mark_used(reply.memory_ids)
+            if reply.command is None:
+                await self.memory.capture(reply.text, session_id=reply.session_id, message_id=user.id)
+        except Exception:
+            log.exception("memory capture failed")
 
     def context(self, session_id: str | None, model: str | None) -> Context:
         return Context(session_id=session_id, model=model, memory=self.memory, services=self.services)
@@ -340,9 +369,11 @@ class ChatService:
                 await db.merge(reply.session)
             user = await repos.add_message(db, session_id=reply.session_id, role="user", content=reply.text)
             answer = await repos.add_message(
-                db, session_id=reply.session_id, role="assistant", content="", status="streaming", model=label
+                db, session_id=reply.session_id, role="assistant", content="", status="streaming", model=label,
+                memory_ids=encode_ids(reply.memory_ids),
             )
             await repos.touch_session(db, reply.session_id)
+        await self._remember(reply, user)
         return user, answer
 
     async def _run(self, reply: Reply) -> AsyncIterator[Started | Token | Finished | Failed]:

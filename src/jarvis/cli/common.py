@@ -27,11 +27,16 @@ def server_url(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
+def auth_headers(settings: Settings) -> dict:
+    """The key a server with `JARVIS_API_KEY` wants (the same environment configures both)."""
+    return {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+
+
 def get_json(settings: Settings, path: str) -> dict:
     """GET from the running server. Fails with one line when none answers or it answers an error."""
     url = server_url(settings)
     try:
-        response = httpx.get(url + path, timeout=5.0)
+        response = httpx.get(url + path, timeout=5.0, headers=auth_headers(settings))
     except httpx.TransportError:
         fail(f"no JARVIS server answers at {url} (start one with `jarvis serve`; API_HOST / JARVIS_PORT say where)")
     if response.is_error:

@@ -13,7 +13,7 @@ import typer
 from httpx_sse import aconnect_sse
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn
 
-from jarvis.cli.common import console, error_message, fail, server_answers, server_url
+from jarvis.cli.common import auth_headers, console, error_message, fail, server_answers, server_url
 from jarvis.config import Settings
 from jarvis.errors import JarvisError
 
@@ -27,7 +27,10 @@ def pull(
     """Download a model, with progress. Ctrl-C stops; pulling again resumes where it stopped."""
     settings = Settings()
     remote = server_answers(settings)
-    run = _pull_remote(server_url(settings), model, quantization) if remote else _pull_local(settings, model, quantization)
+    if remote:
+        run = _pull_remote(server_url(settings), model, quantization, auth_headers(settings))
+    else:
+        run = _pull_local(settings, model, quantization)
     try:
         final = asyncio.run(run)
     except KeyboardInterrupt:
@@ -44,7 +47,8 @@ def rm(model: Annotated[str, typer.Argument(help="an installed model's name or t
     """Delete an installed model (its files go when no other model uses them)."""
     settings = Settings()
     if server_answers(settings):
-        response = httpx.request("DELETE", server_url(settings) + "/api/models/delete", json={"model_key": model}, timeout=30)
+        response = httpx.request("DELETE", server_url(settings) + "/api/models/delete", json={"model_key": model},
+                                 headers=auth_headers(settings), timeout=30)
         if response.is_error:
             fail(error_message(response))
         name = response.json()["model"]
@@ -92,8 +96,8 @@ async def _show(updates: AsyncIterator[dict]) -> dict:
     return last
 
 
-async def _pull_remote(url: str, model: str, quantization: str | None) -> dict:
-    async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(30.0, read=None)) as http:
+async def _pull_remote(url: str, model: str, quantization: str | None, headers: dict) -> dict:
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=httpx.Timeout(30.0, read=None)) as http:
         response = await http.post("/api/models/download", json={"model_key": model, "quantization": quantization})
         if response.is_error:
             fail(error_message(response))

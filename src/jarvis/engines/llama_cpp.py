@@ -37,6 +37,7 @@ class LoadedModel:
     llm: object  # llama_cpp.Llama
     n_ctx: int
     format_prompt: Callable[[list[dict]], str] | None
+    fold_system: bool  # the chat format drops system messages: fold them into the first user turn
     load_seconds: float
     executor: ThreadPoolExecutor
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -82,7 +83,7 @@ class LlamaCppEngine:
             executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{name}")
             started = time.perf_counter()
             try:
-                llm, format_prompt = await asyncio.get_running_loop().run_in_executor(
+                llm, format_prompt, fold_system = await asyncio.get_running_loop().run_in_executor(
                     executor, self._open, path, meta
                 )
             except Exception as exc:
@@ -95,6 +96,7 @@ class LlamaCppEngine:
                 llm=llm,
                 n_ctx=llm.n_ctx(),
                 format_prompt=format_prompt,
+                fold_system=fold_system,
                 load_seconds=time.perf_counter() - started,
                 executor=executor,
             )
@@ -108,6 +110,7 @@ class LlamaCppEngine:
         n_ctx = min(self.n_ctx, meta.get("context_length") or self.n_ctx)
         llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=self.n_threads, verbose=False)
         template = llm.metadata.get("tokenizer.chat_template")
+        fold_system = False
         if template:
             formatter = llama_chat_format.Jinja2ChatFormatter(
                 template=template,
@@ -119,10 +122,11 @@ class LlamaCppEngine:
             # would fall back to the llama-2 format, which Gemma answers with end-of-turn.
             llm.chat_format = "gemma"
             formatter = llama_chat_format.format_gemma
+            fold_system = True
         else:
             formatter = None
         format_prompt = (lambda messages: formatter(messages=messages).prompt) if formatter else None
-        return llm, format_prompt
+        return llm, format_prompt, fold_system
 
     async def unload(self) -> None:
         async with self._switch:
@@ -232,6 +236,7 @@ class LlamaCppEngine:
                 loop.call_soon_threadsafe(put, _DONE)
 
         if prompt is None:
+            messages = _fold_system(messages) if loaded.fold_system else messages
             prompt_tokens = await self._count_in_thread(loaded, messages)
         else:
             prompt_tokens = len(await asyncio.to_thread(loaded.llm.tokenize, prompt.encode(), True, True))
@@ -328,8 +333,23 @@ class LlamaCppEngine:
         await self._close_embedder()
 
 
+def _fold_system(messages: list[dict]) -> list[dict]:
+    """System text moved to the start of the first user turn, as Gemma's own template does
+    (llama-cpp-python's `gemma` format silently drops system messages)."""
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system" and m.get("content"))
+    rest = [m for m in messages if m["role"] != "system"]
+    if not system:
+        return rest
+    for index, message in enumerate(rest):
+        if message["role"] == "user":
+            return [*rest[:index], {**message, "content": f"{system}\n\n{message['content']}"}, *rest[index + 1 :]]
+    return [{"role": "user", "content": system}, *rest]
+
+
 def _count_prompt(loaded: LoadedModel, messages: list[dict]) -> int:
     """The exact prompt length when the chat format is known, else the sum over messages."""
+    if loaded.fold_system:
+        messages = _fold_system(messages)
     llm = loaded.llm
     if loaded.format_prompt:
         return len(llm.tokenize(loaded.format_prompt(messages).encode(), add_bos=True, special=True))

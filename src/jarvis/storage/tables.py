@@ -121,7 +121,7 @@ class Memory(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     use_count: Mapped[int] = mapped_column(Integer, default=0, index=True)
-    pinned: Mapped[bool] = mapped_column(default=False, index=True)
+    pinned: Mapped[bool] = mapped_column(default=False)  # partial index ix_memories_pinned_created_at
 
 
 class LogEntry(Base):

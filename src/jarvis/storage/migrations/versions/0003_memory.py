@@ -71,7 +71,14 @@ def upgrade() -> None:
     op.create_index("ix_memories_kind", "memories", ["kind"])
     op.create_index("ix_memories_created_at", "memories", ["created_at"])
     op.create_index("ix_memories_use_count", "memories", ["use_count"])
-    op.create_index("ix_memories_pinned", "memories", ["pinned"])
+    # pinned memories go into every prompt: found without reading the others
+    op.create_index(
+        "ix_memories_pinned_created_at",
+        "memories",
+        ["created_at"],
+        sqlite_where=sa.text("pinned = 1"),
+        postgresql_where=sa.text("pinned"),
+    )
     dialect = op.get_bind().dialect.name
     if dialect == "sqlite":
         for statement in SQLITE_FTS:

@@ -1,0 +1,304 @@
+"""Streaming overhead: the raw llama.cpp engine against JARVIS's WebSocket, SSE,
+OpenAI-compatible and Ollama-compatible streaming paths.
+
+Run by hand (never by pytest):  .venv/bin/python bench/stream.py [--tokens 128] [--reps 5]
+
+The same greedy prompt (temperature 0, fixed max_tokens; the bundled base model never
+stops early) goes through
+  raw  llama-cpp-python in a worker process of its own,
+  ws   the server's `/ws` streaming dialect (`stream_start`, `stream_chunk`…, `stream_end`),
+  sse  `POST /api/chat/messages` with `stream: true` (`start`, `token`…, `end`),
+  openai  `POST /v1/chat/completions` with `stream: true` (SSE `chat.completion.chunk`s, `[DONE]`),
+  ollama  `POST /api/chat` streamed as NDJSON (`message.content` pieces, a final `done: true`).
+The server runs as a subprocess on a temporary data dir. Paths never run concurrently:
+one warm-up of each, then `--reps` rounds in rotating order, medians reported.
+Goal: each path's tokens/s >= 0.97 of raw, extra time to first token <= 10 ms,
+and the streamed text identical to the raw engine's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from websockets.sync.client import connect
+
+MODEL = "gemma3:270m"
+PROMPT = "Write a short story about a robot who learns to paint."
+GOAL_RATIO, GOAL_TTFT_MS = 0.97, 10.0
+
+
+def timing(sent: float, stamps: list[float], text: str) -> dict:
+    """One run's figures from the send time and the arrival time of each content chunk."""
+    n = len(stamps)
+    return {
+        "chunks": n,
+        "ttft_ms": (stamps[0] - sent) * 1000 if n else float("nan"),
+        "tps": n / (stamps[-1] - sent) if n else 0.0,
+        # n chunks span n-1 intervals after the first one arrived
+        "decode_tps": (n - 1) / (stamps[-1] - stamps[0]) if n > 1 else 0.0,
+        "text": text,
+    }
+
+
+def raw_worker(conn, model_path: str, threads: int) -> None:
+    """Child process: load the model as the server does, then answer (prompt, tokens) requests."""
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=model_path, n_ctx=4096, n_threads=threads, verbose=False)
+    llm.chat_format = "gemma"  # the GGUF has no chat template; same choice as engines/llama_cpp.py
+    conn.send("ready")
+    while (job := conn.recv()) is not None:
+        prompt, tokens = job
+        stamps, parts = [], []
+        sent = time.perf_counter()
+        # The server evaluates every prompt from scratch (engines/llama_cpp.py): do the same,
+        # both for a fair time to first token and because prefix reuse changes Gemma 3's text.
+        llm.reset()
+        stream = llm.create_chat_completion(
+            messages=[{"role": "user", "content": prompt}], temperature=0, max_tokens=tokens, stream=True
+        )
+        for part in stream:
+            text = part["choices"][0]["delta"].get("content")
+            if text:
+                stamps.append(time.perf_counter())
+                parts.append(text)
+        conn.send(timing(sent, stamps, "".join(parts)))
+
+
+class RawEngine:
+    """The raw engine in its own process, so it never shares an interpreter with the server."""
+
+    def __init__(self, model_path: Path, threads: int) -> None:
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=raw_worker, args=(child, str(model_path), threads), daemon=True)
+        self.process.start()
+        if self.conn.recv() != "ready":
+            raise RuntimeError("raw worker failed to load the model")
+
+    def run(self, prompt: str, tokens: int) -> dict:
+        self.conn.send((prompt, tokens))
+        return self.conn.recv()
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.process.join(timeout=10)
+
+
+def run_ws(base: str, prompt: str, tokens: int) -> dict:
+    """One streamed answer over `/ws` on a fresh connection (a fresh session, no history)."""
+    with connect(base.replace("http", "ws", 1) + "/ws", max_size=None) as ws:
+        first = json.loads(ws.recv())
+        assert first["type"] == "connection", first
+        stamps, parts = [], []
+        frame = {"type": "chat", "message": prompt, "stream": True, "temperature": 0, "max_tokens": tokens}
+        sent = time.perf_counter()
+        ws.send(json.dumps(frame))
+        while True:
+            msg = json.loads(ws.recv())
+            if msg["type"] == "stream_chunk" and msg["content"]:
+                stamps.append(time.perf_counter())
+                parts.append(msg["content"])
+            elif msg["type"] == "stream_end":
+                break
+            elif msg["type"] == "error":
+                raise RuntimeError(f"ws error frame: {msg}")
+    return timing(sent, stamps, "".join(parts))
+
+
+def run_sse(client: httpx.Client, prompt: str, tokens: int) -> dict:
+    """One streamed answer as SSE from `POST /api/chat/messages`."""
+    body = {"message": prompt, "stream": True, "temperature": 0, "max_tokens": tokens}
+    stamps, parts = [], []
+    event, data = None, []
+    sent = time.perf_counter()
+    with client.stream("POST", "/api/chat/messages", json=body) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+            elif not line and data:  # a blank line ends an event
+                payload = json.loads("\n".join(data))
+                if event == "token" and payload["content"]:
+                    stamps.append(time.perf_counter())
+                    parts.append(payload["content"])
+                elif event == "error":
+                    raise RuntimeError(f"sse error event: {payload}")
+                elif event == "end":
+                    break
+                event, data = None, []
+    return timing(sent, stamps, "".join(parts))
+
+
+def run_openai(client: httpx.Client, prompt: str, tokens: int) -> dict:
+    """One streamed answer from the OpenAI-compatible `POST /v1/chat/completions` (nothing stored)."""
+    body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "stream": True,
+            "temperature": 0, "max_tokens": tokens}
+    stamps, parts = [], []
+    sent = time.perf_counter()
+    with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            payload = json.loads(data)
+            if "error" in payload:
+                raise RuntimeError(f"openai error chunk: {payload}")
+            text = payload["choices"][0]["delta"].get("content") if payload["choices"] else None
+            if text:
+                stamps.append(time.perf_counter())
+                parts.append(text)
+    return timing(sent, stamps, "".join(parts))
+
+
+def run_ollama(client: httpx.Client, prompt: str, tokens: int) -> dict:
+    """One streamed answer from the Ollama-compatible `POST /api/chat` (NDJSON, nothing stored)."""
+    body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "stream": True,
+            "options": {"temperature": 0, "num_predict": tokens}}
+    stamps, parts = [], []
+    sent = time.perf_counter()
+    with client.stream("POST", "/api/chat", json=body) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line:
+                continue
+            payload = json.loads(line)
+            if "error" in payload:
+                raise RuntimeError(f"ollama error line: {payload}")
+            if payload["done"]:
+                break
+            if payload["message"]["content"]:
+                stamps.append(time.perf_counter())
+                parts.append(payload["message"]["content"])
+    return timing(sent, stamps, "".join(parts))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(port: int, data_dir: Path, models_dir: Path, threads: int) -> subprocess.Popen:
+    """Start `jarvis serve` and wait until the bundled model is active; raises on timeout."""
+    unset = ("JARVIS_API_KEY", "JARVIS_API_KEYS_FILE", "JARVIS_DEFAULT_MODEL")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env.update(
+        JARVIS_DATA_DIR=str(data_dir),
+        JARVIS_MODELS_DIR=str(models_dir),
+        JARVIS_N_THREADS=str(threads),
+        JARVIS_LOG_LEVEL="WARNING",
+    )
+    log_path = data_dir / "server.log"
+    cmd = [sys.executable, "-m", "jarvis.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    log = log_path.open("wb")
+    server = subprocess.Popen(cmd, env=env, cwd=data_dir, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"server exited ({server.returncode}):\n{log_path.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).json().get("active_model") == MODEL:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    server.terminate()
+    raise RuntimeError(f"server not ready after 180 s:\n{log_path.read_text()[-2000:]}")
+
+
+def report(results: dict[str, list[dict]], reference: str, tokens: int) -> None:
+    """Print the median table, the ratios against raw and the exact-text check."""
+    med = {p: {k: statistics.median(r[k] for r in runs) for k in ("tps", "decode_tps", "ttft_ms", "chunks")}
+           for p, runs in results.items()}
+    print(f"\n{'path':<6} {'tok/s':>8} {'decode tok/s':>13} {'TTFT ms':>9} {'chunks':>7}   (medians)")
+    for path, m in med.items():
+        print(f"{path:<6} {m['tps']:>8.2f} {m['decode_tps']:>13.2f} {m['ttft_ms']:>9.1f} {m['chunks']:>7.0f}")
+    raw = med["raw"]
+    print()
+    for path in (p for p in results if p != "raw"):
+        ratio = med[path]["tps"] / raw["tps"]
+        decode = med[path]["decode_tps"] / raw["decode_tps"]
+        extra = med[path]["ttft_ms"] - raw["ttft_ms"]
+        ok = "OK" if ratio >= GOAL_RATIO and extra <= GOAL_TTFT_MS else "MISSED"
+        print(f"{path}/raw tok/s {ratio:.3f} (decode {decode:.3f}), extra TTFT {extra:+.1f} ms   "
+              f"goal >= {GOAL_RATIO} and <= {GOAL_TTFT_MS:.0f} ms: {ok}")
+    for path in results:
+        same = sum(r["text"] == reference for r in results[path])
+        print(f"text of {path} identical to the raw warm-up's: {same}/{len(results[path])} runs")
+    short = [p for p, m in med.items() if m["chunks"] < tokens * 0.9]
+    if short:
+        print(f"note: {', '.join(short)} produced fewer chunks than --tokens {tokens}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=128, help="max_tokens of every answer")
+    parser.add_argument("--reps", type=int, default=5, help="measured rounds after the warm-up")
+    parser.add_argument("--prompt", default=PROMPT)
+    parser.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="llama.cpp threads, both sides")
+    parser.add_argument("--models-dir", type=Path, help="reuse a model store (default: a temporary one)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="jarvis-bench-") as tmp:
+        data_dir = Path(tmp)
+        models_dir = args.models_dir or data_dir / "models"
+        port = args.port or free_port()
+        server = start_server(port, data_dir, models_dir, args.threads)
+        raw = client = None
+        try:
+            from jarvis.models.store import ModelStore
+
+            raw = RawEngine(ModelStore(models_dir).model_path(MODEL), args.threads)
+            client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
+            paths = {
+                "raw": lambda: raw.run(args.prompt, args.tokens),
+                "ws": lambda: run_ws(f"http://127.0.0.1:{port}", args.prompt, args.tokens),
+                "sse": lambda: run_sse(client, args.prompt, args.tokens),
+                "openai": lambda: run_openai(client, args.prompt, args.tokens),
+                "ollama": lambda: run_ollama(client, args.prompt, args.tokens),
+            }
+            print(f"{MODEL}, {args.tokens} tokens, {args.reps} reps, {args.threads} threads, port {port}")
+            warm = {name: run() for name, run in paths.items()}  # warm-up, not counted
+            reference = warm["raw"]["text"]
+            results: dict[str, list[dict]] = {name: [] for name in paths}
+            names = list(paths)
+            for rep in range(args.reps):
+                shift = rep % len(names)
+                order = names[shift:] + names[:shift]  # rotate so no path always runs first
+                for name in order:
+                    r = paths[name]()
+                    results[name].append(r)
+                    print(
+                        f"  rep {rep + 1} {name:<6} {r['tps']:6.2f} tok/s  decode {r['decode_tps']:6.2f}"
+                        f"  TTFT {r['ttft_ms']:7.1f} ms"
+                    )
+            report(results, reference, args.tokens)
+        finally:
+            if client:
+                client.close()
+            if raw:
+                raw.close()
+            server.terminate()
+            server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
