@@ -59,6 +59,7 @@ class Services:
         except OSError as exc:  # a full or read-only disk must not keep the server from starting
             log.error("could not install the bundled model %s: %s", BUNDLED_NAME, exc)
         engines = EngineRouter.from_settings(settings, store)
+        engines.local.on_event = bus.publish
         downloads = DownloadManager(store, settings, bus=bus)
         plugins = PluginManager(db)
         await plugins.start()

@@ -54,6 +54,7 @@ class LlamaCppEngine:
     ) -> None:
         self.max_queue = max_queue
         self.waiting = 0  # generations started and not finished (running or queued)
+        self.on_event: Callable[[str, dict], None] | None = None  # model.loaded / model.unloaded
         self.store = store
         self.n_ctx = n_ctx
         self.n_threads = n_threads or os.cpu_count() or 1
@@ -102,6 +103,8 @@ class LlamaCppEngine:
             )
             self.state, self.last_error = "ready", None
             log.info("loaded %s in %.2fs (n_ctx=%d)", name, self.loaded.load_seconds, self.loaded.n_ctx)
+            self._emit("model.loaded", {"model": name, "load_seconds": round(self.loaded.load_seconds, 3),
+                                        "context_length": self.loaded.n_ctx})
             return self.loaded
 
     def _open(self, path: Path, meta: dict):
@@ -128,6 +131,10 @@ class LlamaCppEngine:
         format_prompt = (lambda messages: formatter(messages=messages).prompt) if formatter else None
         return llm, format_prompt, fold_system
 
+    def _emit(self, kind: str, data: dict) -> None:
+        if self.on_event is not None:
+            self.on_event(kind, data)
+
     async def unload(self) -> None:
         async with self._switch:
             await self._unload_locked()
@@ -141,6 +148,7 @@ class LlamaCppEngine:
         loaded.executor.shutdown(wait=False)
         self.state = "idle"
         log.info("unloaded %s", loaded.name)
+        self._emit("model.unloaded", {"model": loaded.name})
 
     async def _ensure(self, model: str) -> LoadedModel:
         loaded = self.loaded

@@ -167,6 +167,9 @@ async def activate(model_id: str, services: ServicesDep) -> dict:
     if services.downloads.active_for(model_id):
         raise Conflict(f"{model_id!r} is still downloading")
     manifest = find_installed(services.store, model_id)
-    loaded = await services.engines.local.load(manifest.name)
-    services.bus.publish("model.loaded", {"model": manifest.name, "load_seconds": loaded.load_seconds})
+    local = services.engines.local
+    already = local.loaded is not None and local.loaded.name == manifest.name
+    loaded = await local.load(manifest.name)  # a real load publishes model.loaded itself
+    if already:  # still tell listeners which model is active
+        services.bus.publish("model.loaded", {"model": manifest.name, "load_seconds": 0.0, "already_loaded": True})
     return {"model": manifest.name, "status": "active", "load_seconds": round(loaded.load_seconds, 3)}
