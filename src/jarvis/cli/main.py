@@ -11,6 +11,7 @@ from rich.table import Table
 from jarvis.api.security import check_bind
 from jarvis.cli.common import console, get_json
 from jarvis.cli.pull import pull, rm
+from jarvis.cli.run import run
 
 from jarvis.config import Settings
 from jarvis.models.bundled import ensure_bundled
@@ -34,6 +35,7 @@ def serve(
     host = host or settings.host
     port = port or settings.port
     check_bind(settings, host)
+    settings.host, settings.port = host, port  # what the app and its checks should know
     log_level = settings.log_level.lower()
     if reload:
         # The reloader imports the app afresh in a child process, which reads the same settings.
@@ -93,6 +95,7 @@ def ps() -> None:
 
 app.command()(pull)
 app.command()(rm)
+app.command()(run)
 
 if __name__ == "__main__":
     app()
