@@ -18,7 +18,7 @@ from jarvis.api.schemas import (
     SessionRename,
 )
 from jarvis.api.streaming import reply_stream, wants_sse
-from jarvis.chat.service import Failed, run_to_end
+from jarvis.chat.service import ChatService, Failed, run_to_end
 
 router = APIRouter(prefix="/api/chat", tags=["chat"])
 
@@ -69,6 +69,17 @@ async def send_message(
 ):
     """Send a message and get the stored assistant answer, or an SSE stream of it
     (`stream: true` or `Accept: text/event-stream`)."""
+    answered = await answer_message(body, chat, user, accept)
+    if not isinstance(answered, tuple):
+        return answered
+    started, outcome = answered
+    message = MessageOut.of(outcome.message).model_dump()
+    return ReplyOut(**message, sessionId=started.session_id, user_message_id=started.user_message_id)
+
+
+async def answer_message(body: MessageCreate, chat: ChatService, user: str, accept: str | None):
+    """Run a chat request: an SSE response when streaming is asked for, else `(started, finished)`.
+    Shared by `/api/chat/messages` and the second seed's `/api/v1/chat/`."""
     reply = await chat.prepare(
         body.message,
         session_id=body.session_id,
@@ -84,5 +95,4 @@ async def send_message(
     started, outcome = await run_to_end(reply)
     if isinstance(outcome, Failed):
         raise outcome.as_error(message_id=started.message_id, session_id=started.session_id)
-    message = MessageOut.of(outcome.message).model_dump()
-    return ReplyOut(**message, sessionId=started.session_id, user_message_id=started.user_message_id)
+    return started, outcome

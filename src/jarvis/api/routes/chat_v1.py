@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 
 from jarvis.api.deps import ChatDep, ServicesDep, UserDep
+from jarvis.api.routes.chat import answer_message
 from jarvis.api.routes.health import health_report
 from jarvis.api.schemas import ChatV1Request, ChatV1Response
-from jarvis.api.streaming import reply_stream, usage_dict, wants_sse
-from jarvis.chat.service import Failed, run_to_end
+from jarvis.api.streaming import usage_dict
 
 router = APIRouter(prefix="/api/v1/chat", tags=["chat (v1)"])
 
@@ -22,21 +22,10 @@ router = APIRouter(prefix="/api/v1/chat", tags=["chat (v1)"])
     responses={200: {"content": {"text/event-stream": {}}, "description": "the answer, or SSE when streaming"}},
 )
 async def chat(body: ChatV1Request, chat: ChatDep, user: UserDep, accept: Annotated[str | None, Header()] = None):
-    reply = await chat.prepare(
-        body.message,
-        session_id=body.session_id,
-        model=body.model,
-        temperature=body.temperature,
-        max_tokens=body.max_tokens,
-        top_p=body.top_p,
-        seed=body.seed,
-        user=user,
-    )
-    if wants_sse(body.stream, accept):
-        return reply_stream(reply)
-    started, outcome = await run_to_end(reply)
-    if isinstance(outcome, Failed):
-        raise outcome.as_error(message_id=started.message_id, session_id=started.session_id)
+    answered = await answer_message(body, chat, user, accept)
+    if not isinstance(answered, tuple):
+        return answered  # the SSE stream
+    started, outcome = answered
     return ChatV1Response(
         response=outcome.message.content,
         model=started.model,
