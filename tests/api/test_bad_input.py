@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.clients import client
+from tests.support.clients import assert_error, client
 
 OK = {"temperature": 0, "max_tokens": 4}
 
@@ -13,14 +13,6 @@ async def _counts(http) -> int:
     return (await http.get("/api/chat/sessions")).json()["total"]
 
 
-def assert_error(response, status: int, code: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and body["error"]["message"]
-    if code:
-        assert body["error"]["code"] == code
-    assert "Traceback" not in response.text
-    return body["error"]
 
 
 @pytest.mark.parametrize(

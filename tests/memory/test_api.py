@@ -1,33 +1,10 @@
-"""`/api/memory` on a live server, on SQLite and PostgreSQL.
-
-Skipped until the router is included in create_app and `services.memory` exists.
-"""
+"""`/api/memory` on a live server, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import pytest
 
-from jarvis.app import create_app
-from jarvis.config import Settings
-from tests.support.clients import client
-
-
-def _wired() -> bool:
-    app = create_app(Settings.build(env_file=None))  # nothing opens before the lifespan starts
-    return "/api/memory/search" in app.openapi()["paths"]
-
-
-pytestmark = pytest.mark.skipif(not _wired(), reason="the memory router is not wired into create_app yet")
-
-
-def assert_error(response, status: int, code: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and body["error"]["message"]
-    if code:
-        assert body["error"]["code"] == code
-    assert "Traceback" not in response.text
-    return body["error"]
+from tests.support.clients import assert_error, client
 
 
 async def _add(http, content: str, **fields) -> dict:

@@ -77,3 +77,14 @@ async def wait_for_message_status(http: httpx.AsyncClient, session_id: str, mess
                 return message
         await asyncio.sleep(0.05)
     raise AssertionError(f"message {message_id} never reached {statuses}")
+
+
+def assert_error(response, status: int, code: str | None = None) -> dict:
+    """A 4xx/5xx in the project's error format, with no stack trace; returns its `error`."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and body["error"]["message"]
+    if code:
+        assert body["error"]["code"] == code
+    assert "Traceback" not in response.text
+    return body["error"]
