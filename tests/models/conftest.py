@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from jarvis.models.bundled import BUNDLED_NAME
-from jarvis.models.store import ModelStore
 from tests.conftest import fresh_store
 from tests.support.live import LiveServer
 

@@ -12,31 +12,41 @@ from jarvis.config import Settings
 from tests.support.postgres import free_port
 
 
-class LiveServer:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+class ThreadedServer:
+    """An ASGI app served by uvicorn on a free loopback port, in a daemon thread of the test process."""
+
+    start_deadline = 120.0
+
+    def __init__(self, app, **config) -> None:
         self.port = free_port()
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", **config))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    def start(self) -> LiveServer:
+    def start(self):
         self.thread.start()
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + self.start_deadline
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.05)
+                raise RuntimeError(f"{type(self).__name__} did not start")
+            time.sleep(0.02)
         return self
 
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+class LiveServer(ThreadedServer):
+    """A real JARVIS server."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        super().__init__(create_app(settings))
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"

@@ -23,16 +23,14 @@ import hashlib
 import json
 import re
 import threading
-import time
 from datetime import datetime, timezone
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from tests.support.postgres import free_port
+from tests.support.live import ThreadedServer
 
 BEHAVIOURS = ("echo", "broken", "endless", "tools")
 _ENDLESS_CAP = 5000
@@ -58,8 +56,10 @@ def _words(messages: list[dict]) -> int:
     return sum(len(str(m.get("content", "")).split()) for m in messages)
 
 
-class OllamaServer:
+class OllamaServer(ThreadedServer):
     """Serves `models` ({name: behaviour}) on a free loopback port, in a thread of the test process."""
+
+    start_deadline = 30.0
 
     def __init__(self, models: dict[str, str] | None = None) -> None:
         models = models or {"echo": "echo"}
@@ -69,33 +69,13 @@ class OllamaServer:
         self.models = {full_name(name): behaviour for name, behaviour in models.items()}
         self.requests: list[dict] = []  # the JSON body of every POST /api/chat, in order
         self.abandoned = threading.Event()  # set when a client leaves a stream before it finished
-        self.port = free_port()
         app = Starlette(routes=[Route("/api/chat", self._chat, methods=["POST"]), Route("/api/tags", self._tags)])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(app, lifespan="off")
 
     @property
     def host(self) -> str:
         """What `OLLAMA_HOST` is set to for this server (Ollama's own `host:port` form)."""
         return f"127.0.0.1:{self.port}"
-
-    def start(self) -> OllamaServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the Ollama stand-in did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
     # --- the API -------------------------------------------------------------------
 
