@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -74,3 +75,15 @@ class Engine(Protocol):
 def estimate_prompt_tokens(messages: list[dict]) -> int:
     """A rough count for engines that cannot tokenize for us (about 4 characters a token)."""
     return sum(len(m["content"]) // 4 + 4 for m in messages)
+
+
+def tool_arguments(value) -> dict:
+    """A tool call's arguments as a dict: OpenAI sends a JSON string, Ollama an object; anything
+    unreadable is no arguments."""
+    if isinstance(value, dict):
+        return value
+    try:
+        parsed = json.loads(value or "{}")
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}

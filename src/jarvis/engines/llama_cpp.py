@@ -15,8 +15,8 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -7,7 +7,14 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from jarvis.engines.base import Chunk, GenerationOptions, ModelInfo, Usage, estimate_prompt_tokens
+from jarvis.engines.base import (
+    Chunk,
+    GenerationOptions,
+    ModelInfo,
+    Usage,
+    estimate_prompt_tokens,
+    tool_arguments,
+)
 from jarvis.engines.http_errors import error_message, raise_for_status, unreachable
 from jarvis.errors import EngineError
 
@@ -114,7 +121,7 @@ def _to_ollama(messages: list[dict]) -> list[dict]:
     converted = []
     for message in messages:
         if message.get("tool_calls"):
-            calls = [{"function": {"name": c["function"]["name"], "arguments": _arguments(c["function"]["arguments"])}}
+            calls = [{"function": {"name": c["function"]["name"], "arguments": tool_arguments(c["function"]["arguments"])}}
                      for c in message["tool_calls"]]
             converted.append({"role": "assistant", "content": message.get("content") or "", "tool_calls": calls})
         elif message["role"] == "tool":
@@ -122,13 +129,3 @@ def _to_ollama(messages: list[dict]) -> list[dict]:
         else:
             converted.append(message)
     return converted
-
-
-def _arguments(value) -> dict:
-    if isinstance(value, dict):
-        return value
-    try:
-        parsed = json.loads(value or "{}")
-    except ValueError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}

@@ -8,7 +8,14 @@ from collections.abc import AsyncIterator
 import httpx
 from httpx_sse import SSEError, aconnect_sse
 
-from jarvis.engines.base import Chunk, GenerationOptions, ModelInfo, Usage, estimate_prompt_tokens
+from jarvis.engines.base import (
+    Chunk,
+    GenerationOptions,
+    ModelInfo,
+    Usage,
+    estimate_prompt_tokens,
+    tool_arguments,
+)
 from jarvis.engines.http_errors import error_message, raise_for_status, unreachable
 from jarvis.errors import EngineError
 
@@ -69,7 +76,7 @@ class OpenAIEngine:
             # fails after it has answered 200 (a prompt longer than its context, say).
             raise EngineError("openai closed the stream before it was done")
         tool_calls = [
-            {"id": c["id"] or f"call_{i}", "name": c["name"], "arguments": _parse_arguments(c["arguments"])}
+            {"id": c["id"] or f"call_{i}", "name": c["name"], "arguments": tool_arguments(c["arguments"])}
             for i, c in sorted(calls.items())
         ]
         yield Chunk(finish_reason=finish_reason or "stop", usage=usage, tool_calls=tool_calls or None)
@@ -121,11 +128,3 @@ def _event_json(data: str) -> dict:
     if not isinstance(parsed, dict):
         raise EngineError(f"openai sent an event that is not a JSON object: {data[:200]!r}")
     return parsed
-
-
-def _parse_arguments(text: str) -> dict:
-    try:
-        value = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
