@@ -210,6 +210,29 @@ async def test_a_rare_word_is_found_however_common_the_other_words_are(memory, d
     assert [m.id for m, _ in await memory.search("zebra", limit=5)] == [both.id, old.id]
 
 
+async def test_each_user_sees_only_their_own_memories(memory, db):
+    mine = await memory.add("Bob takes his coffee black", user="bob", pinned=True)
+    async with db.session() as s:  # alice's newer "coffee" memories outnumber a word's ranking budget
+        await store.add_memories(
+            s, [{"user_id": "alice", "kind": "fact", "content": f"coffee note {i}", "source": "test"} for i in range(1200)]
+        )
+    assert [m.id for m, _ in await memory.search("coffee", user="bob")] == [mine.id]
+    assert [m.id for m, _ in await memory.relevant("how do I take my coffee?", user="bob")] == [mine.id]
+    assert len(await memory.search("coffee", user="alice", limit=100)) == 100
+    assert all(m.user_id == "alice" for m, _ in await memory.relevant("coffee note 7", user="alice"))
+    assert (await memory.list(user="bob"))[1] == 1 and (await memory.list(user="carol"))[1] == 0
+    for call in (memory.get(mine.id, user="alice"), memory.delete(mine.id, user="alice")):
+        with pytest.raises(MemoryNotFound):
+            await call
+    assert await memory.mark_used([mine.id], user="alice") == 0
+    assert (await memory.stats(user="alice")).pinned == 0 and (await memory.stats(user="bob")).total == 1
+    # the same statement captured by two users is kept once for each
+    said = "remember that the office closes at six"
+    assert (await memory.capture(said, user="alice")).id != (await memory.capture(said, user="bob")).id
+    assert (await memory.capture(said, user="bob")).user_id == "bob"
+    assert (await memory.get(mine.id, user="bob")).content == "Bob takes his coffee black"
+
+
 async def test_search_syntax_is_used_when_valid(memory):
     await _seed(memory)
     phrase = await memory.search('"called Mia"')
@@ -360,7 +383,7 @@ async def test_events_for_new_and_forgotten_memories(db):
         await memory.delete(row.id)
         created, deleted = queue.get_nowait(), queue.get_nowait()
     assert created.type == "memory.created" and created.data["id"] == row.id and created.data["kind"] == "preference"
-    assert deleted.type == "memory.deleted" and deleted.data == {"id": row.id}
+    assert deleted.type == "memory.deleted" and deleted.data == {"id": row.id, "user": "default"}
 
 
 async def test_stats(memory):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
+from jarvis.memory import MemoryService
 from jarvis.storage import repos
-from alembic.script import ScriptDirectory
-
 from jarvis.storage.db import Database, alembic_config
 
 
@@ -28,6 +29,34 @@ async def test_migrations_create_the_tables_and_are_idempotent(db):
         versions = set((await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars())
     assert {"chat_sessions", "chat_messages", "alembic_version"} <= tables
     assert versions == set(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_memories_from_before_users_belong_to_the_default_user(make_settings, backend):
+    """A database from before memories had owners upgrades in place: its memories become the
+    "default" user's and stay searchable (on SQLite the FTS triggers survive the new column)."""
+    database = Database(make_settings(backend).db_url)
+
+    def upgrade_to(target):
+        def run(connection):
+            cfg = alembic_config()
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, target)
+        return run
+
+    async with database.engine.begin() as conn:
+        await conn.run_sync(upgrade_to("0003_memory"))
+        await conn.execute(text(
+            "INSERT INTO memories (kind, content, source, created_at, use_count, pinned) "
+            "VALUES ('fact', 'the old zeppelin memory', 'api', CURRENT_TIMESTAMP, 0, false)"
+        ))
+    await database.migrate()
+    memory = MemoryService(database)
+    found = await memory.search("zeppelin")
+    added = await memory.add("a new zeppelin memory", user="alice")
+    assert [(m.content, m.user_id) for m, _ in found] == [("the old zeppelin memory", "default")]
+    assert [m.id for m, _ in await memory.search("zeppelin", user="alice")] == [added.id]
+    await database.close()
 
 
 async def test_sqlite_uses_wal(make_settings):

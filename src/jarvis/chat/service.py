@@ -218,7 +218,7 @@ class ChatService:
         if client_tools and not engine.supports_tools:
             raise InvalidInput(f"model {model!r} cannot call tools ({engine.name} engine)")
         if self.plugins:
-            text_for_model = await self.plugins.before_message(text, self.context(new_session_id, model))
+            text_for_model = await self.plugins.before_message(text, self.context(new_session_id, model, user))
         else:
             text_for_model = text
         options = GenerationOptions(
@@ -229,7 +229,7 @@ class ChatService:
             stop=stop or [],
             json_mode=json_mode,
         )
-        recalled = await self._recall(text)
+        recalled = await self._recall(text, user)
         memory_block = render_for_prompt(recalled)
         if conversation is not None:
             messages = [*conversation[:-1], {**conversation[-1], "content": text_for_model}]
@@ -262,12 +262,12 @@ class ChatService:
             memory_ids=[m.id for m in recalled],
         )
 
-    async def _recall(self, text: str) -> list:
-        """The memories relevant to a message (none when memory is off or fails)."""
+    async def _recall(self, text: str, user: str) -> list:
+        """The user's memories relevant to a message (none when memory is off or fails)."""
         if self.memory is None:
             return []
         try:
-            return [memory for memory, _score in await self.memory.relevant(text)]
+            return [memory for memory, _score in await self.memory.relevant(text, user=user)]
         except Exception:  # memory helps the answer; it must never stop it
             log.exception("memory recall failed")
             return []
@@ -277,19 +277,20 @@ class ChatService:
         if self.memory is None:
             return
         try:
-            await self.memory.mark_used(reply.memory_ids)
+            await self.memory.mark_used(reply.memory_ids, user=reply.user)
             if reply.command is None:
-                await self.memory.capture(reply.text, session_id=reply.session_id, message_id=user.id)
+                await self.memory.capture(reply.text, user=reply.user, session_id=reply.session_id, message_id=user.id)
         except Exception:
             log.exception("memory capture failed")
 
-    def context(self, session_id: str | None, model: str | None) -> Context:
-        return Context(session_id=session_id, model=model, memory=self.memory, services=self.services)
+    def context(self, session_id: str | None, model: str | None, user: str = "default") -> Context:
+        memory = self.memory.for_user(user) if self.memory is not None else None
+        return Context(session_id=session_id, model=model, user=user, memory=memory, services=self.services)
 
     async def _chunks(self, reply: Reply) -> AsyncIterator[Chunk]:
         """The answer: from a plugin command, or streamed from the engine."""
         if reply.command is not None:
-            text = await self.plugins.run_command(reply.command, self.context(reply.session_id, reply.model))
+            text = await self.plugins.run_command(reply.command, self.context(reply.session_id, reply.model, reply.user))
             yield Chunk(text=text)
             yield Chunk(finish_reason="command", usage=Usage(0, 0))
             return
@@ -335,7 +336,7 @@ class ChatService:
                     for c in final.tool_calls
                 ],
             })
-            context = self.context(reply.session_id, reply.model)
+            context = self.context(reply.session_id, reply.model, reply.user)
             for call in final.tool_calls:
                 result = await self.plugins.call_tool(call["name"], call["arguments"], context)
                 log.info("tool %s(%s) returned %d characters", call["name"], call["arguments"], len(result))
@@ -427,7 +428,7 @@ class ChatService:
         if final["status"] == "complete":
             if self.plugins and reply.command is None:
                 self._in_background(
-                    self.plugins.after_answer(reply.text, stored.content, self.context(reply.session_id, reply.model))
+                    self.plugins.after_answer(reply.text, stored.content, self.context(reply.session_id, reply.model, reply.user))
                 )
             yield Finished(stored, usage, tool_calls)
         else:

@@ -186,8 +186,10 @@ _FIELDS = ", ".join(f"memories.{field.name}" for field in Memory.__table__.colum
 
 
 def _sqlite_part(param: str, *, every: bool, kind: bool, parser: str) -> str:
-    join = "JOIN memories AS m ON m.id = memories_fts.rowid" if kind else ""
-    where_kind = "AND m.kind = :kind" if kind else ""
+    # the owner is checked inside each word's lookup: another user's memories must not use up
+    # the word's share of RANK_BUDGET
+    join = "JOIN memories AS m ON m.id = memories_fts.rowid"
+    where_kind = "AND m.user_id = :user" + (" AND m.kind = :kind" if kind else "")
     rank = "NULL" if every else "-bm25(memories_fts)"
     return (
         f"SELECT * FROM (SELECT memories_fts.rowid AS id, {rank} AS r, {int(every)} AS every_word "
@@ -197,7 +199,7 @@ def _sqlite_part(param: str, *, every: bool, kind: bool, parser: str) -> str:
 
 
 def _postgres_part(param: str, *, every: bool, kind: bool, parser: str) -> str:
-    where_kind = "AND kind = :kind" if kind else ""
+    where_kind = "AND user_id = :user" + (" AND kind = :kind" if kind else "")
     query = f"{parser}('simple', :{param})"
     rank = "NULL::real" if every else f"ts_rank(s.content_tsv, {query})"
     return (
@@ -239,13 +241,15 @@ async def _lookup(
     words: Sequence[str],
     every: str | None,
     sqlite: bool,
+    user: str,
     kind: str | None,
     limit: int,
     parser: str = "to_tsquery",
 ) -> list[tuple[Memory, float]]:
-    """Memories matching any of `words` (or all of them, `every`), best first."""
+    """The user's memories matching any of `words` (or all of them, `every`), best first."""
     params: dict = {f"w{i}": word for i, word in enumerate(words)}
     params |= {
+        "user": user,
         "limit": limit,
         "cap": max(MIN_PER_WORD, RANK_BUDGET // max(1, len(words))),
         "cap_all": RANK_BUDGET,
@@ -282,8 +286,10 @@ class Candidates:
     prefix: bool  # found by the prefix retry
 
 
-async def candidates(session: AsyncSession, query: Query, *, sqlite: bool, kind: str | None, limit: int) -> Candidates:
-    """Memories matching a query, best first, by the rules in this module's docstring."""
+async def candidates(
+    session: AsyncSession, query: Query, *, sqlite: bool, user: str, kind: str | None, limit: int
+) -> Candidates:
+    """The user's memories matching a query, best first, by the rules in this module's docstring."""
     limit = min(limit, MAX_CANDIDATES)
     if not sqlite:
         # Each word's lookup stops after its share of matches; without this the planner may
@@ -292,7 +298,7 @@ async def candidates(session: AsyncSession, query: Query, *, sqlite: bool, kind:
     if query.syntax:
         try:
             parser = "websearch_to_tsquery"  # PostgreSQL's reading of what people type; it never fails
-            found = await _lookup(session, words=[query.text], every=None, sqlite=sqlite, kind=kind, limit=limit, parser=parser)
+            found = await _lookup(session, words=[query.text], every=None, sqlite=sqlite, user=user, kind=kind, limit=limit, parser=parser)
         except DBAPIError:  # not valid FTS5 syntax: read as plain words below
             found = []
         if found:
@@ -300,10 +306,10 @@ async def candidates(session: AsyncSession, query: Query, *, sqlite: bool, kind:
     if not query.terms:
         return Candidates([], prefix=False)
     words, every = word_expressions(query.terms, sqlite=sqlite, prefix=False)
-    found = await _lookup(session, words=words, every=every, sqlite=sqlite, kind=kind, limit=limit)
+    found = await _lookup(session, words=words, every=every, sqlite=sqlite, user=user, kind=kind, limit=limit)
     if found:
         return Candidates(found, prefix=False)
     words, every = word_expressions(query.terms, sqlite=sqlite, prefix=True)
     if not words:
         return Candidates([], prefix=True)
-    return Candidates(await _lookup(session, words=words, every=every, sqlite=sqlite, kind=kind, limit=limit), prefix=True)
+    return Candidates(await _lookup(session, words=words, every=every, sqlite=sqlite, user=user, kind=kind, limit=limit), prefix=True)

@@ -93,6 +93,10 @@ class MemoryStats:
 class MemoryService:
     """Memories on the service's database (SQLite FTS5 or PostgreSQL full-text search).
 
+    Every call acts for one `user` ("default" where there are no named users): a user sees,
+    finds, recalls and forgets only their own memories; another user's id is unknown.
+    `for_user()` gives a view bound to one user (what plugins get).
+
     `similarity`, when given, is a semantic scorer (an embedding engine) blended into search
     scores with weight `semantic_weight`; none exists yet, so by default ranking is full-text
     only. `bus` receives `memory.created` and `memory.deleted` events.
@@ -118,6 +122,7 @@ class MemoryService:
         self,
         content: str,
         *,
+        user: str = "default",
         kind: str = "fact",
         source: str = "api",
         session_id: str | None = None,
@@ -133,6 +138,7 @@ class MemoryService:
         async with self.db.session() as session:
             row = await store.add_memory(
                 session,
+                user=user,
                 content=content,
                 kind=kind,
                 source=source,
@@ -143,7 +149,9 @@ class MemoryService:
         self._publish("memory.created", row)
         return row
 
-    async def capture(self, text: str, *, session_id: str | None = None, message_id: str | None = None) -> Memory | None:
+    async def capture(
+        self, text: str, *, user: str = "default", session_id: str | None = None, message_id: str | None = None
+    ) -> Memory | None:
         """Store what a chat message asks to be remembered ("remember that …", "merk dir,
         dass …"; see memory/capture.py), with the message as provenance.
 
@@ -155,58 +163,61 @@ class MemoryService:
         if found is None:
             return None
         async with self._reading() as session:
-            existing = await store.find_by_content(session, found.content)
+            existing = await store.find_by_content(session, found.content, user=user)
         if existing is not None:
             return existing
         return await self.add(
-            found.content, kind=found.kind, source="auto", session_id=session_id, message_id=message_id
+            found.content, user=user, kind=found.kind, source="auto", session_id=session_id, message_id=message_id
         )
 
-    async def delete(self, memory_id: int) -> None:
+    async def delete(self, memory_id: int, *, user: str = "default") -> None:
         """Forget a memory. Raises MemoryNotFound for an unknown id."""
         if not _valid_id(memory_id):
             raise MemoryNotFound(f"no memory {memory_id!r}")
         async with self.db.session() as session:
-            if not await store.delete_memory(session, memory_id):
+            if not await store.delete_memory(session, memory_id, user=user):
                 raise MemoryNotFound(f"no memory {memory_id!r}")
         if self.bus is not None:
-            self.bus.publish("memory.deleted", {"id": memory_id})
+            self.bus.publish("memory.deleted", {"id": memory_id, "user": user})
 
-    async def mark_used(self, ids: Sequence[int]) -> int:
+    async def mark_used(self, ids: Sequence[int], *, user: str = "default") -> int:
         """Count one use of each memory (use_count + 1, last_used_at = now); unknown ids are
         ignored. Returns how many were updated."""
         ids = sorted({int(i) for i in ids if _valid_id(i)})
         if not ids:
             return 0
         async with self.db.session() as session:
-            return await store.mark_used(session, ids)
+            return await store.mark_used(session, ids, user=user)
 
     # --- reading ----------------------------------------------------------------------------
 
-    async def get(self, memory_id: int) -> Memory:
+    async def get(self, memory_id: int, *, user: str = "default") -> Memory:
         """Raises MemoryNotFound."""
         if not _valid_id(memory_id):
             raise MemoryNotFound(f"no memory {memory_id!r}")
         async with self._reading() as session:
-            row = await store.get_memory(session, memory_id)
+            row = await store.get_memory(session, memory_id, user=user)
         if row is None:
             raise MemoryNotFound(f"no memory {memory_id!r}")
         return row
 
-    async def list(self, *, limit: int = 50, offset: int = 0, kind: str | None = None) -> tuple[list[Memory], int]:
+    async def list(
+        self, *, user: str = "default", limit: int = 50, offset: int = 0, kind: str | None = None
+    ) -> tuple[list[Memory], int]:
         """A page of memories, newest first, and the total. Raises InvalidInput."""
         _check_range("limit", limit, 1, MAX_LIST_LIMIT)
         _check_range("offset", offset, 0, MAX_ID)
         if kind is not None:
             _check_kind(kind)
         async with self._reading() as session:
-            rows, total = await store.list_memories(session, limit=limit, offset=offset, kind=kind)
+            rows, total = await store.list_memories(session, user=user, limit=limit, offset=offset, kind=kind)
         return list(rows), total
 
     async def search(
         self,
         query: str,
         *,
+        user: str = "default",
         limit: int = 10,
         kind: str | None = None,
         similarity: SimilarityScorer | None = None,
@@ -229,7 +240,7 @@ class MemoryService:
         started = time.perf_counter()
         try:
             async with self._reading() as session:
-                hits = await self._ranked(session, parsed, limit=limit, kind=kind)
+                hits = await self._ranked(session, parsed, user=user, limit=limit, kind=kind)
             return (await self._blend(parsed, hits, similarity or self.similarity))[:limit]
         finally:
             self.search_stats.record("search", time.perf_counter() - started)
@@ -238,6 +249,7 @@ class MemoryService:
         self,
         text: str,
         *,
+        user: str = "default",
         limit: int = 3,
         min_score: float = 0.3,
         max_pinned: int = 5,
@@ -257,12 +269,12 @@ class MemoryService:
         try:
             query = fts.message_query(text or "")
             async with self._reading() as session:
-                pinned = list(await store.pinned_memories(session, limit=max_pinned)) if max_pinned > 0 else []
+                pinned = list(await store.pinned_memories(session, user=user, limit=max_pinned)) if max_pinned > 0 else []
                 chosen: list[tuple[Memory, float]] = [(row, 1.0) for row in pinned]
                 if not query.terms or limit <= 0:
                     return chosen
                 seen = {row.id for row in pinned}
-                ranked = await self._ranked(session, query, limit=limit + len(seen), kind=None)
+                ranked = await self._ranked(session, query, user=user, limit=limit + len(seen), kind=None)
             ranked = await self._blend(query, ranked, self.similarity)
             fresh = [(row, score) for row, score in ranked if row.id not in seen and score >= min_score]
             return chosen + fresh[:limit]
@@ -270,11 +282,13 @@ class MemoryService:
             self.search_stats.record("relevant", time.perf_counter() - started)
 
     async def _ranked(
-        self, session: AsyncSession, query: fts.Query, *, limit: int, kind: str | None
+        self, session: AsyncSession, query: fts.Query, *, user: str, limit: int, kind: str | None
     ) -> list[tuple[Memory, float, float]]:
         """(memory, word-overlap score, database relevance) for the full-text candidates."""
         # a few more candidates than asked for: the word-overlap score may reorder the top
-        found = await fts.candidates(session, query, sqlite=self.db.is_sqlite, kind=kind, limit=max(limit * 2, 20))
+        found = await fts.candidates(
+            session, query, sqlite=self.db.is_sqlite, user=user, kind=kind, limit=max(limit * 2, 20)
+        )
         if not found.ranked:
             return []
         return [(row, fts.overlap(query.terms, row.content, prefix=found.prefix), rank) for row, rank in found.ranked]
@@ -291,16 +305,17 @@ class MemoryService:
         order = sorted(range(len(hits)), key=lambda i: (-scores[i], -hits[i][2], -hits[i][0].id))
         return [(hits[i][0], round(scores[i], 4)) for i in order]
 
-    async def stats(self) -> MemoryStats:
-        """Counts per kind and source, size, most used (top 5), oldest and newest, and the
-        searches this process served with their latency."""
+    async def stats(self, *, user: str = "default") -> MemoryStats:
+        """The user's counts per kind and source, size, most used (top 5), oldest and newest,
+        and the searches this process served with their latency (all users': a count and
+        timings, nothing of anyone's content)."""
         async with self._reading() as session:
-            by_kind = await store.counts_by(session, Memory.kind)
-            by_source = await store.counts_by(session, Memory.source)
-            total, chars, size_bytes = await store.size(session, sqlite=self.db.is_sqlite)
-            pinned = await store.count_pinned(session)
-            most_used = list(await store.most_used(session, limit=5))
-            oldest, newest = await store.oldest_and_newest(session)
+            by_kind = await store.counts_by(session, Memory.kind, user=user)
+            by_source = await store.counts_by(session, Memory.source, user=user)
+            total, chars, size_bytes = await store.size(session, user=user, sqlite=self.db.is_sqlite)
+            pinned = await store.count_pinned(session, user=user)
+            most_used = list(await store.most_used(session, user=user, limit=5))
+            oldest, newest = await store.oldest_and_newest(session, user=user)
         return MemoryStats(
             total=total,
             by_kind={kind: by_kind.get(kind, 0) for kind in KINDS} | by_kind,
@@ -314,6 +329,9 @@ class MemoryService:
             searches=self.search_stats.summary(),
         )
 
+    def for_user(self, user: str) -> UserMemories:
+        return UserMemories(self, user)
+
     def _reading(self) -> AsyncSession:
         """A session for reads only: nothing to commit, one round trip fewer per call."""
         return self.db.sessions()
@@ -324,6 +342,7 @@ class MemoryService:
                 event,
                 {
                     "id": row.id,
+                    "user": row.user_id,
                     "kind": row.kind,
                     "source": row.source,
                     "content": row.content[:200],
@@ -331,6 +350,33 @@ class MemoryService:
                     "pinned": row.pinned,
                 },
             )
+
+
+class UserMemories:
+    """The memory as one user sees it: MemoryService's calls with `user` filled in. Plugins
+    get this in their Context, so a command cannot reach another user's memories by mistake."""
+
+    def __init__(self, service: MemoryService, user: str) -> None:
+        self.service = service
+        self.user = user
+
+    async def add(self, content: str, **options) -> Memory:
+        return await self.service.add(content, user=self.user, **options)
+
+    async def get(self, memory_id: int) -> Memory:
+        return await self.service.get(memory_id, user=self.user)
+
+    async def delete(self, memory_id: int) -> None:
+        await self.service.delete(memory_id, user=self.user)
+
+    async def list(self, **options) -> tuple[list[Memory], int]:
+        return await self.service.list(user=self.user, **options)
+
+    async def search(self, query: str, **options) -> list[tuple[Memory, float]]:
+        return await self.service.search(query, user=self.user, **options)
+
+    async def relevant(self, text: str, **options) -> list[tuple[Memory, float]]:
+        return await self.service.relevant(text, user=self.user, **options)
 
 
 # --- for the chat ----------------------------------------------------------------------------

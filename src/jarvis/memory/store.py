@@ -1,5 +1,6 @@
 """Queries over the `memories` table. Each function takes an open AsyncSession; callers own
-the transaction. Full-text search is in `search.py`."""
+the transaction. Every query is within one user's memories (`user`): another user's memory
+is as absent as a missing one. Full-text search is in `search.py`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from jarvis.storage.tables import Memory, utcnow
 async def add_memory(
     db: AsyncSession,
     *,
+    user: str,
     content: str,
     kind: str,
     source: str,
@@ -23,6 +25,7 @@ async def add_memory(
     pinned: bool = False,
 ) -> Memory:
     row = Memory(
+        user_id=user,
         kind=kind,
         content=content,
         source=source,
@@ -38,9 +41,10 @@ async def add_memory(
 
 
 async def add_memories(db: AsyncSession, rows: Iterable[dict]) -> int:
-    """Many memories in one statement (imports, benchmarks); each dict holds Memory's fields."""
+    """Many memories in one statement (imports, benchmarks); each dict holds Memory's fields
+    (`user_id` "default" unless given)."""
     values = [
-        {"use_count": 0, "pinned": False, "session_id": None, "message_id": None, "created_at": utcnow(), **row}
+        {"user_id": "default", "use_count": 0, "pinned": False, "session_id": None, "message_id": None, "created_at": utcnow(), **row}
         for row in rows
     ]
     if values:
@@ -48,16 +52,17 @@ async def add_memories(db: AsyncSession, rows: Iterable[dict]) -> int:
     return len(values)
 
 
-async def get_memory(db: AsyncSession, memory_id: int) -> Memory | None:
-    return await db.get(Memory, memory_id)
+async def get_memory(db: AsyncSession, memory_id: int, *, user: str) -> Memory | None:
+    row = await db.get(Memory, memory_id)
+    return row if row is not None and row.user_id == user else None
 
 
 async def list_memories(
-    db: AsyncSession, *, limit: int, offset: int, kind: str | None = None
+    db: AsyncSession, *, user: str, limit: int, offset: int, kind: str | None = None
 ) -> tuple[Sequence[Memory], int]:
     """Newest first."""
-    count = select(func.count()).select_from(Memory)
-    query = select(Memory).order_by(Memory.created_at.desc(), Memory.id.desc()).limit(limit).offset(offset)
+    count = select(func.count()).select_from(Memory).where(Memory.user_id == user)
+    query = select(Memory).where(Memory.user_id == user).order_by(Memory.created_at.desc(), Memory.id.desc()).limit(limit).offset(offset)
     if kind:
         count = count.where(Memory.kind == kind)
         query = query.where(Memory.kind == kind)
@@ -66,29 +71,30 @@ async def list_memories(
     return rows.all(), int(total or 0)
 
 
-async def delete_memory(db: AsyncSession, memory_id: int) -> bool:
-    result = await db.execute(delete(Memory).where(Memory.id == memory_id))
+async def delete_memory(db: AsyncSession, memory_id: int, *, user: str) -> bool:
+    result = await db.execute(delete(Memory).where(Memory.id == memory_id, Memory.user_id == user))
     return result.rowcount > 0
 
 
-async def mark_used(db: AsyncSession, ids: Sequence[int], *, when: datetime | None = None) -> int:
+async def mark_used(db: AsyncSession, ids: Sequence[int], *, user: str, when: datetime | None = None) -> int:
     if not ids:
         return 0
     result = await db.execute(
         update(Memory)
-        .where(Memory.id.in_(list(ids)))
+        .where(Memory.id.in_(list(ids)), Memory.user_id == user)
         .values(use_count=Memory.use_count + 1, last_used_at=when or utcnow())
     )
     return result.rowcount
 
 
-async def find_by_content(db: AsyncSession, content: str) -> Memory | None:
+async def find_by_content(db: AsyncSession, content: str, *, user: str) -> Memory | None:
     """The oldest memory with exactly this text (a capture said twice is stored once)."""
-    return await db.scalar(select(Memory).where(Memory.content == content).order_by(Memory.id).limit(1))
+    query = select(Memory).where(Memory.content == content, Memory.user_id == user)
+    return await db.scalar(query.order_by(Memory.id).limit(1))
 
 
-async def pinned_memories(db: AsyncSession, *, limit: int, kind: str | None = None) -> Sequence[Memory]:
-    query = select(Memory).where(Memory.pinned == true()).order_by(Memory.created_at.desc()).limit(limit)
+async def pinned_memories(db: AsyncSession, *, user: str, limit: int, kind: str | None = None) -> Sequence[Memory]:
+    query = select(Memory).where(Memory.pinned == true(), Memory.user_id == user).order_by(Memory.created_at.desc()).limit(limit)
     if kind:
         query = query.where(Memory.kind == kind)
     return (await db.scalars(query)).all()
@@ -97,13 +103,13 @@ async def pinned_memories(db: AsyncSession, *, limit: int, kind: str | None = No
 # --- statistics ---------------------------------------------------------------------------
 
 
-async def counts_by(db: AsyncSession, column) -> dict[str, int]:
-    rows = await db.execute(select(column, func.count()).group_by(column))
+async def counts_by(db: AsyncSession, column, *, user: str) -> dict[str, int]:
+    rows = await db.execute(select(column, func.count()).where(Memory.user_id == user).group_by(column))
     return {str(key): int(count) for key, count in rows.all()}
 
 
-async def size(db: AsyncSession, *, sqlite: bool) -> tuple[int, int, int]:
-    """(memories, characters, UTF-8 bytes) over all memories."""
+async def size(db: AsyncSession, *, user: str, sqlite: bool) -> tuple[int, int, int]:
+    """(memories, characters, UTF-8 bytes) over the user's memories."""
     if sqlite:
         # SQLite's length() counts characters on text and bytes on a blob
         byte_length = func.length(cast(Memory.content, LargeBinary))
@@ -112,26 +118,29 @@ async def size(db: AsyncSession, *, sqlite: bool) -> tuple[int, int, int]:
     row = (
         await db.execute(
             select(func.count(), func.coalesce(func.sum(func.length(Memory.content)), 0), func.coalesce(func.sum(byte_length), 0))
+            .where(Memory.user_id == user)
         )
     ).one()
     return int(row[0]), int(row[1]), int(row[2])
 
 
-async def count_pinned(db: AsyncSession) -> int:
-    return int(await db.scalar(select(func.count()).select_from(Memory).where(Memory.pinned == true())) or 0)
+async def count_pinned(db: AsyncSession, *, user: str) -> int:
+    query = select(func.count()).select_from(Memory).where(Memory.pinned == true(), Memory.user_id == user)
+    return int(await db.scalar(query) or 0)
 
 
-async def most_used(db: AsyncSession, *, limit: int) -> Sequence[Memory]:
+async def most_used(db: AsyncSession, *, user: str, limit: int) -> Sequence[Memory]:
     query = (
         select(Memory)
-        .where(Memory.use_count > 0)
+        .where(Memory.use_count > 0, Memory.user_id == user)
         .order_by(Memory.use_count.desc(), Memory.last_used_at.desc(), Memory.id)
         .limit(limit)
     )
     return (await db.scalars(query)).all()
 
 
-async def oldest_and_newest(db: AsyncSession) -> tuple[Memory | None, Memory | None]:
-    oldest = await db.scalar(select(Memory).order_by(Memory.created_at, Memory.id).limit(1))
-    newest = await db.scalar(select(Memory).order_by(Memory.created_at.desc(), Memory.id.desc()).limit(1))
+async def oldest_and_newest(db: AsyncSession, *, user: str) -> tuple[Memory | None, Memory | None]:
+    mine = select(Memory).where(Memory.user_id == user)
+    oldest = await db.scalar(mine.order_by(Memory.created_at, Memory.id).limit(1))
+    newest = await db.scalar(mine.order_by(Memory.created_at.desc(), Memory.id.desc()).limit(1))
     return oldest, newest

@@ -9,10 +9,12 @@ from typing import Any
 
 @dataclass
 class Context:
-    """What a command, tool or hook may use. `memory` is the MemoryService (None when absent)."""
+    """What a command, tool or hook may use. `user` is who asks; `memory` is the long-term
+    memory as that user sees it (memory.service.UserMemories; None when absent)."""
 
     session_id: str | None = None
     model: str | None = None
+    user: str = "default"
     memory: Any = None
     services: Any = None  # the whole service graph, for plugins that need more (read-only use)
     extra: dict = field(default_factory=dict)

@@ -109,9 +109,14 @@ class Memory(Base):
     neither is mapped here because the ORM never writes them."""
 
     __tablename__ = "memories"
-    __table_args__ = {"sqlite_autoincrement": True}  # ids of forgotten memories are never handed out again
+    __table_args__ = (
+        Index("ix_memories_user_id_created_at", "user_id", "created_at"),
+        {"sqlite_autoincrement": True},  # ids of forgotten memories are never handed out again
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # whose memory it is: every read and search is within one user's (ix_memories_user_id_created_at)
+    user_id: Mapped[str] = mapped_column(String(100), default="default", server_default="default")
     kind: Mapped[str] = mapped_column(String(16), index=True)  # fact | preference | note | summary
     content: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(32))  # api | command | auto | …

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
+from jarvis.api.deps import UserDep
 from jarvis.api.schemas import Request as StrictRequest
 from jarvis.memory.search import MAX_QUERY_CHARS
 from jarvis.memory.service import (
@@ -21,6 +22,7 @@ from jarvis.memory.service import (
 from jarvis.storage.tables import Memory
 
 router = APIRouter(prefix="/api/memory", tags=["memory"])
+# Every route acts on the asking user's memories only; another user's id answers 404.
 
 Kind = Literal["fact", "preference", "note", "summary"]
 
@@ -113,25 +115,26 @@ class StatsOut(BaseModel):
 @router.get("", response_model=MemoryPage)
 async def list_memories(
     memory: MemoryDep,
+    user: UserDep,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
     kind: Kind | None = None,
 ) -> MemoryPage:
     """Memories, newest first."""
-    rows, total = await memory.list(limit=limit, offset=offset, kind=kind)
+    rows, total = await memory.list(user=user, limit=limit, offset=offset, kind=kind)
     return MemoryPage(memories=[MemoryOut.of(row) for row in rows], total=total, limit=limit, offset=offset)
 
 
 @router.post("", response_model=MemoryOut, status_code=201)
-async def add_memory(body: MemoryCreate, memory: MemoryDep) -> MemoryOut:
-    row = await memory.add(body.content, kind=body.kind, source="api", pinned=body.pinned)
+async def add_memory(body: MemoryCreate, memory: MemoryDep, user: UserDep) -> MemoryOut:
+    row = await memory.add(body.content, user=user, kind=body.kind, source="api", pinned=body.pinned)
     return MemoryOut.of(row)
 
 
 @router.get("/stats", response_model=StatsOut)
-async def memory_stats(memory: MemoryDep) -> StatsOut:
+async def memory_stats(memory: MemoryDep, user: UserDep) -> StatsOut:
     """Counts per kind and source, size, most used, oldest and newest, searches served."""
-    stats = await memory.stats()
+    stats = await memory.stats(user=user)
     return StatsOut(
         total=stats.total,
         by_kind=stats.by_kind,
@@ -146,21 +149,21 @@ async def memory_stats(memory: MemoryDep) -> StatsOut:
 
 
 @router.post("/search", response_model=SearchOut)
-async def search_memories(body: MemorySearch, memory: MemoryDep) -> SearchOut:
+async def search_memories(body: MemorySearch, memory: MemoryDep, user: UserDep) -> SearchOut:
     """Full-text search, best first. A query with broken search syntax is read as plain words."""
     started = time.perf_counter()
-    hits = await memory.search(body.query, limit=body.limit, kind=body.kind)
+    hits = await memory.search(body.query, user=user, limit=body.limit, kind=body.kind)
     took_ms = round((time.perf_counter() - started) * 1000, 3)
     results = [MemoryHit(**MemoryOut.of(row).model_dump(), score=score) for row, score in hits]
     return SearchOut(results=results, query=body.query, took_ms=took_ms)
 
 
 @router.get("/{memory_id}", response_model=MemoryOut)
-async def get_memory(memory_id: Annotated[int, Path(ge=1, le=MAX_ID)], memory: MemoryDep) -> MemoryOut:
-    return MemoryOut.of(await memory.get(memory_id))
+async def get_memory(memory_id: Annotated[int, Path(ge=1, le=MAX_ID)], memory: MemoryDep, user: UserDep) -> MemoryOut:
+    return MemoryOut.of(await memory.get(memory_id, user=user))
 
 
 @router.delete("/{memory_id}")
-async def delete_memory(memory_id: Annotated[int, Path(ge=1, le=MAX_ID)], memory: MemoryDep) -> dict:
-    await memory.delete(memory_id)
+async def delete_memory(memory_id: Annotated[int, Path(ge=1, le=MAX_ID)], memory: MemoryDep, user: UserDep) -> dict:
+    await memory.delete(memory_id, user=user)
     return {"id": memory_id, "deleted": True}
