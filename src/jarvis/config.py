@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     api_key: str | None = Field(None, validation_alias=AliasChoices("JARVIS_API_KEY"))
     # several users: a file of `user:key` lines (or a JSON object {"user": "key"})
     api_keys_file: Path | None = Field(None, validation_alias=AliasChoices("JARVIS_API_KEYS_FILE"))
+    # users (names from the keys file) who may manage the server: enable and disable plugins,
+    # read the logs, follow log records and everyone's events. Unset: the JARVIS_API_KEY user.
+    admin_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=AliasChoices("JARVIS_ADMIN_USERS")
+    )
     # serve a non-loopback address with no key: only when someone says so on purpose
     insecure: bool = Field(False, validation_alias=AliasChoices("JARVIS_INSECURE"))
     # host names (besides localhost, 127.0.0.1, ::1) a loopback server answers to
@@ -100,7 +105,7 @@ class Settings(BaseSettings):
     log_retention_rows: int = Field(100_000, ge=1, validation_alias=AliasChoices("JARVIS_LOG_RETENTION_ROWS"))
     log_retention_days: float = Field(7.0, gt=0, validation_alias=AliasChoices("JARVIS_LOG_RETENTION_DAYS"))
 
-    @field_validator("cors_origins", "allowed_hosts", mode="before")
+    @field_validator("cors_origins", "allowed_hosts", "admin_users", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):

@@ -37,6 +37,13 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class Forbidden(JarvisError, PermissionError):
+    """Known, but not allowed to do this (an ordinary user asking for an admin's task)."""
+
+    status_code = 403
+    code = "forbidden"
+
+
 class Conflict(JarvisError):
     status_code = 409
     code = "conflict"

@@ -8,6 +8,7 @@ from fastapi import Depends, Request, WebSocket
 from starlette.requests import HTTPConnection
 
 from jarvis.chat.service import ChatService
+from jarvis.errors import Forbidden
 from jarvis.services import Services
 
 
@@ -28,6 +29,19 @@ def user_of(connection: HTTPConnection) -> str:
     return connection.scope.get("state", {}).get("user") or "default"
 
 
+def is_admin(connection: HTTPConnection) -> bool:
+    """Whether the security middleware recognised an admin (see api/security.py)."""
+    return bool(connection.scope.get("state", {}).get("admin", True))
+
+
+def require_admin(connection: HTTPConnection) -> None:
+    """For routes that manage the server. Raises Forbidden for an ordinary user."""
+    if not is_admin(connection):
+        raise Forbidden("only an admin may do this (JARVIS_ADMIN_USERS)")
+
+
 ServicesDep = Annotated[Services, Depends(_services)]
 ChatDep = Annotated[ChatService, Depends(_chat)]
 UserDep = Annotated[str, Depends(user_of)]
+AdminDep = Annotated[bool, Depends(is_admin)]
+AdminOnly = Depends(require_admin)

@@ -4,6 +4,8 @@
   every `/api`, `/v1` and `/ws` request needs `Authorization: Bearer <key>`; a browser's
   WebSocket, which cannot set headers, may offer the subprotocol `bearer.<key>` instead.
   `/api/health` stays open and then says only whether the service is up.
+- Admins (`JARVIS_ADMIN_USERS`; unset: the `JARVIS_API_KEY` user; without keys: the one
+  local user) may manage the server: plugins on and off, the logs, everyone's events.
 - With no key, only clients on loopback are served (so `uvicorn --host 0.0.0.0` without a
   key exposes nothing), and `jarvis serve` refuses a non-loopback address unless
   `JARVIS_INSECURE` says it is meant.
@@ -77,6 +79,7 @@ class SecurityMiddleware:
         self.app = app
         self.settings = settings
         self.keys = load_keys(settings)
+        self.admins = set(settings.admin_users) or {"default"}
         self.allowed_hosts = LOOPBACK_NAMES | {h.lower() for h in settings.allowed_hosts}
 
     async def __call__(self, scope, receive, send) -> None:
@@ -98,9 +101,11 @@ class SecurityMiddleware:
                 return await _refuse(scope, receive, send, 403, "remote_access_disabled",
                                      "remote clients need an API key: set JARVIS_API_KEY on the server")
             scope["state"]["user"] = "default"
+            scope["state"]["admin"] = True
             return await self.app(scope, receive, send)
         user = self._user(headers, scope)
         scope["state"]["user"] = user
+        scope["state"]["admin"] = user is not None and user in self.admins
         scope["state"]["authenticated"] = user is not None
         if user is None and path.startswith(PROTECTED) and not path.startswith(OPEN):
             return await _refuse(scope, receive, send, 401, "unauthorized", "missing or wrong API key (Authorization: Bearer <key>)")

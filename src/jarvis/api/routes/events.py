@@ -1,7 +1,9 @@
 """`/api/events`: one SSE stream of every bus event a client selects (download progress, model
 load and unload, plugin changes, new memories, log records at or above a level).
 
-`follow` is shared with the `subscribe` frame of `/ws`.
+`follow` is shared with the `subscribe` frame of `/ws`. Log records and other users' events
+(their memories) are for admins; an ordinary user gets their own and the shared ones
+(downloads, models, plugins).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sse_starlette import EventSourceResponse
 
-from jarvis.api.deps import ServicesDep
-from jarvis.errors import InvalidInput
+from jarvis.api.deps import AdminDep, ServicesDep, UserDep
+from jarvis.errors import Forbidden, InvalidInput
 from jarvis.events import Event
 from jarvis.logs import LOG_EVENT, parse_level
 from jarvis.services import Services
@@ -34,14 +36,19 @@ _TYPE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 class Selection:
     """Which events a client wants: `types` are exact types or prefixes (`download` covers
     `download.progress`); None means every type. Log records come only with a `log_level`
-    (naming `log` or `log.record` in `types` without one means WARNING)."""
+    (naming `log` or `log.record` in `types` without one means WARNING). `user`, when set,
+    drops events that belong to another user (None: an admin's view of everyone's)."""
 
     types: tuple[str, ...] | None = None
     log_level: int | None = None
+    user: str | None = None
 
     @classmethod
-    def parse(cls, types: str | list[str] | None, log_level: str | None) -> Selection:
-        """Raises InvalidInput for a malformed type, too many types or an unknown level."""
+    def parse(
+        cls, types: str | list[str] | None, log_level: str | None, *, user: str = "default", admin: bool = True
+    ) -> Selection:
+        """Raises InvalidInput for a malformed type, too many types or an unknown level;
+        Forbidden when an ordinary user asks for log records."""
         if isinstance(types, str):
             types = types.split(",")
         wanted = None
@@ -59,7 +66,9 @@ class Selection:
         level = parse_level(log_level)
         if level is None and wanted is not None and any(_covers(t, LOG_EVENT) for t in wanted):
             level = logging.WARNING
-        return cls(wanted, level)
+        if level is not None and not admin:
+            raise Forbidden("log records are for admins (JARVIS_ADMIN_USERS)")
+        return cls(wanted, level, None if admin else user)
 
     def wants_type(self, event_type: str) -> bool:
         if event_type == LOG_EVENT:
@@ -67,6 +76,8 @@ class Selection:
         return self.types is None or any(_covers(t, event_type) for t in self.types)
 
     def wants(self, event: Event) -> bool:
+        if self.user is not None and event.data.get("user", self.user) != self.user:
+            return False
         if event.type == LOG_EVENT:
             return self.log_level is not None and event.data.get("levelno", 0) >= self.log_level
         return self.wants_type(event.type)
@@ -100,6 +111,8 @@ async def follow(services: Services, selection: Selection) -> AsyncIterator[Even
 @router.get("/api/events")
 async def events(
     services: ServicesDep,
+    user: UserDep,
+    admin: AdminDep,
     types: Annotated[
         str | None,
         Query(max_length=2000, description="comma list of types or prefixes, e.g. `download,model.loaded`; all if absent"),
@@ -110,7 +123,7 @@ async def events(
 ) -> EventSourceResponse:
     """SSE: `ready`, current download states, then every selected event as `event: <type>`
     with JSON data (log records as `log.record`)."""
-    selection = Selection.parse(types, log_level)
+    selection = Selection.parse(types, log_level, user=user, admin=admin)
 
     async def stream():
         async with aclosing(follow(services, selection)) as followed:

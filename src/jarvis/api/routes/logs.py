@@ -1,4 +1,5 @@
-"""`/api/logs`: stored log records (filters, paging) and statistics over a window."""
+"""`/api/logs`: stored log records (filters, paging) and statistics over a window. Admins only:
+records name every user's requests."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from jarvis.api.deps import ServicesDep
+from jarvis.api.deps import AdminOnly, ServicesDep
 from jarvis.logs.query import MAX_LIMIT, MAX_TEXT, LogFilter
 
-router = APIRouter(prefix="/api/logs", tags=["logs"])
+router = APIRouter(prefix="/api/logs", tags=["logs"], dependencies=[AdminOnly])
 
 MAX_WINDOW = 30 * 24 * 3600
 

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from sse_starlette import EventSourceResponse
 
-from jarvis.api.deps import ServicesDep
+from jarvis.api.deps import AdminOnly, ServicesDep
 from jarvis.api.schemas import CancelRequest, DownloadRequest, ModelKeyRequest
 from jarvis.errors import Conflict, ModelNotFound
 from jarvis.models.catalog import load_catalog
@@ -103,7 +103,7 @@ async def variants(
     return {"model_key": model_key, "variants": found}
 
 
-@router.post("/download", status_code=202)
+@router.post("/download", status_code=202, dependencies=[AdminOnly])
 async def download(body: DownloadRequest, services: ServicesDep) -> dict:
     job = await services.downloads.submit(body.model_key, body.quantization)
     return job.snapshot()
@@ -135,7 +135,7 @@ async def download_progress(
     return EventSourceResponse(events(), ping=15)
 
 
-@router.post("/cancel")
+@router.post("/cancel", dependencies=[AdminOnly])
 async def cancel(body: CancelRequest, services: ServicesDep) -> dict:
     job = await services.downloads.cancel(body.model_key, keep_partial=body.keep_partial)
     return job.snapshot()
@@ -152,12 +152,12 @@ async def _delete(services: Services, key: str) -> dict:
     return {"model": manifest.name, "deleted": True, "removed_blobs": removed}
 
 
-@router.delete("/delete")
+@router.delete("/delete", dependencies=[AdminOnly])
 async def delete_by_key(body: ModelKeyRequest, services: ServicesDep) -> dict:
     return await _delete(services, body.model_key)
 
 
-@router.delete("/{model_id:path}")
+@router.delete("/{model_id:path}", dependencies=[AdminOnly])
 async def delete_model(model_id: str, services: ServicesDep) -> dict:
     return await _delete(services, model_id)
 

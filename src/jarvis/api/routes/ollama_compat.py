@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from jarvis import __version__
 from jarvis.api.compat import FINISH_REASONS, error_route, ollama_error, split_conversation
-from jarvis.api.deps import ServicesDep, UserDep
+from jarvis.api.deps import AdminOnly, ServicesDep, UserDep
 from jarvis.chat.service import Failed, Finished, Started, Token, run_to_end
 from jarvis.engines.base import GenerationOptions
 from jarvis.errors import EngineError, InvalidInput, ModelNotFound
@@ -301,7 +301,7 @@ def _installed(services: Services, key: str) -> Manifest:
         raise ModelNotFound(f"model '{key}' not found") from exc
 
 
-@router.delete("/delete")
+@router.delete("/delete", dependencies=[AdminOnly])
 async def delete(body: ModelRequest, services: ServicesDep) -> Response:
     from jarvis.api.routes.models import _delete
 
@@ -310,7 +310,7 @@ async def delete(body: ModelRequest, services: ServicesDep) -> Response:
     return Response(status_code=200)
 
 
-@router.post("/pull")
+@router.post("/pull", dependencies=[AdminOnly])
 async def pull(body: ModelRequest, services: ServicesDep):
     """Ollama's sequence: pulling manifest, pulling <digest> (total/completed), verifying sha256
     digest, writing manifest, success; `{"error": …}` when it fails."""

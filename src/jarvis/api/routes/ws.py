@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from fastapi import APIRouter, WebSocket
 from pydantic import TypeAdapter, ValidationError
 
-from jarvis.api.deps import user_of
+from jarvis.api.deps import is_admin, user_of
 from jarvis.api.errors import describe_validation
 from jarvis.api.routes.events import READY, Selection, follow
 from jarvis.api.schemas import (
@@ -65,6 +65,7 @@ class Connection:
         self.ws = websocket
         self.services = services
         self.user = user_of(websocket)
+        self.admin = is_admin(websocket)
         self.session_id = new_id()
         self.task: asyncio.Task | None = None
         self.reply: Reply | None = None
@@ -140,7 +141,7 @@ class Connection:
 
     async def subscribe(self, frame: WsSubscribe) -> None:
         try:
-            selection = Selection.parse(frame.events, frame.log_level)
+            selection = Selection.parse(frame.events, frame.log_level, user=self.user, admin=self.admin)
         except JarvisError as exc:
             return await self.error(exc.message, exc.code)
         await self.stop_events()
