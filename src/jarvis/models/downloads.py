@@ -17,6 +17,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -328,6 +329,8 @@ class DownloadManager:
                 options=self.options,
                 cancel=job.cancel,
                 url_guard=None if self.settings.allow_insecure_urls else check_public_url,
+                # a registry's host is the operator's choice; a plain URL's host is the client's
+                trusted_hosts=() if job.plan.source == "url" else (urlsplit(remote.url).hostname or "",),
             )
             job.transfers.append(transfer)
             try:

@@ -26,7 +26,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from jarvis.errors import InsufficientStorage, JarvisError, NotFound, UpstreamAuthError, UpstreamError, VerificationError
+from jarvis.models.pinning import PublicOnlyBackend, pinned_transport
 from jarvis.models.plan import RemoteFile
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ class Transfer:
         cancel: threading.Event | None = None,
         expect_gguf: bool = True,
         url_guard: Callable[[str], None] | None = None,
+        trusted_hosts: Iterable[str] = (),
     ) -> None:
         self.remote = remote
         self.partial = partial
@@ -107,8 +109,12 @@ class Transfer:
         self.options = options or TransferOptions()
         self.cancel = cancel or threading.Event()
         self.expect_gguf = expect_gguf
-        # checks every URL on another host than the origin's (redirects, a CDN); raises to refuse it
+        # Public-only fetching (None: anything goes, JARVIS_ALLOW_INSECURE_URLS). It checks every
+        # URL (redirects, a CDN) but those on `trusted_hosts` (the operator's configured
+        # registry) and raises to refuse one; connections then go only to the addresses the
+        # check approved (models/pinning.py), so a DNS answer cannot change between the two.
         self.url_guard = url_guard
+        self.trusted_hosts = {host.lower() for host in trusted_hosts}
         self.size: int | None = remote.size
         self.downloaded = 0
         self.hashed = 0
@@ -265,14 +271,15 @@ class Transfer:
 
     def _client(self) -> httpx.Client:
         timeout = httpx.Timeout(self.options.stall_timeout, connect=self.options.connect_timeout)
-        hooks = {"request": [self._guard]} if self.url_guard else {}
-        return httpx.Client(follow_redirects=True, timeout=timeout, headers={"Accept-Encoding": "identity"}, event_hooks=hooks)
+        guarded = {}
+        if self.url_guard:
+            backend = PublicOnlyBackend(exempt=self.trusted_hosts)
+            guarded = {"event_hooks": {"request": [self._guard]}, "transport": pinned_transport(backend)}
+        return httpx.Client(follow_redirects=True, timeout=timeout, headers={"Accept-Encoding": "identity"}, **guarded)
 
     def _guard(self, request: httpx.Request) -> None:
-        # Called for every request, redirects included, before it is sent. The origin itself is
-        # either configured by the operator or was checked when the download was planned.
-        origin = httpx.URL(self.remote.url)
-        if (request.url.scheme, request.url.host, request.url.port) == (origin.scheme, origin.host, origin.port):
+        # Called for every request, redirects included, before it is sent.
+        if request.url.host.lower() in self.trusted_hosts:
             return
         try:
             self.url_guard(str(request.url))

@@ -48,12 +48,21 @@ def check_public_url(url: str) -> None:
         raise InvalidInput(f"malformed URL {url[:200]!r}: {exc}") from exc
     if not host:
         raise InvalidInput(f"the URL has no host: {url[:200]!r}")
+    public_addresses(host, port)
+
+
+def public_addresses(host: str, port: int, *, resolve=socket.getaddrinfo) -> list[str]:
+    """The addresses `host` resolves to, in the resolver's order, when every one is public.
+    Blocks on DNS. Raises InvalidInput (a non-public address), UpstreamError (no answer)."""
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
+        addresses = list(dict.fromkeys(info[4][0] for info in resolve(host, port, type=socket.SOCK_STREAM)))
     except (OSError, UnicodeError) as exc:
         raise UpstreamError(f"cannot resolve {host}: {exc}") from exc
+    if not addresses:
+        raise UpstreamError(f"cannot resolve {host}: no addresses")
     for text in addresses:
         address = ipaddress.ip_address(text.split("%", 1)[0])
         address = getattr(address, "ipv4_mapped", None) or address
         if not address.is_global:
             raise InvalidInput(f"{host} is a loopback or private address ({address}), refused; {_INSECURE_HINT}")
+    return addresses
