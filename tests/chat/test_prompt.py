@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jarvis.chat.prompt import build_messages, fit_to_context
+from jarvis.chat.prompt import build_messages, fit_to_context, surely_fits
 from jarvis.errors import InvalidInput
 
 
@@ -52,3 +52,20 @@ async def test_new_message_alone_too_long():
     messages = build_messages(None, [Row("user", "a")], "word " * 200)
     with pytest.raises(InvalidInput):
         await fit_to_context(messages, count=words, budget=50)
+
+
+async def test_a_prompt_that_surely_fits_is_not_counted():
+    calls = []
+
+    async def counted(messages):
+        calls.append(messages)
+        return await words(messages)
+
+    short = build_messages("sys", [Row("user", "hello")], "how are you?")
+    assert await fit_to_context(short, count=counted, budget=4096) == short and calls == []
+    assert surely_fits(short, 4096) and not surely_fits(short, 100)
+    # anything but plain text (tool calls, image parts) is counted
+    assert not surely_fits([{"role": "user", "content": [{"type": "text", "text": "hi"}]}], 4096)
+    assert not surely_fits([{"role": "assistant", "content": "", "tool_calls": [{"id": "1"}]}], 4096)
+    await fit_to_context(short, count=counted, budget=120)
+    assert calls == [short]

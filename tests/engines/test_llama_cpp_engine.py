@@ -10,6 +10,7 @@ from contextlib import aclosing
 import pytest
 from llama_cpp import Llama
 
+from jarvis.chat.prompt import TEMPLATE_TOKENS_PER_MESSAGE, TEMPLATE_TOKENS_PER_PROMPT
 from jarvis.engines.base import GenerationOptions
 from jarvis.engines.llama_cpp import LlamaCppEngine
 from jarvis.errors import ModelLoadError, ModelNotFound
@@ -158,3 +159,17 @@ async def test_system_prompt_reaches_a_gemma_model_without_template(engine):
         "gemma3:270m", [{"role": "system", "content": "You are JARVIS, a helpful assistant."}, *PROMPT]
     )
     assert with_system > plain + 5
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["hi", "a b c d e f g", "Grüße aus München, äöü ß!", "数学是科学的语言。", "🙂🚀🎉" * 20, "\n\n\t  \n" * 30,
+     "def f(x):\n    return {'k': [x, x**2]}\n" * 10, "<start_of_turn>user\n<end_of_turn>" * 5, "x" * 3000],
+)
+async def test_the_byte_bound_that_skips_counting_holds_for_the_real_tokenizer(engine, text):
+    """chat/prompt.py skips tokenizing a prompt that fits by bytes plus template allowance: the
+    real count must never exceed that bound, whatever the text."""
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": text},
+                {"role": "assistant", "content": text[:50]}, {"role": "user", "content": text}]
+    bound = TEMPLATE_TOKENS_PER_PROMPT + sum(len(m["content"].encode()) + TEMPLATE_TOKENS_PER_MESSAGE for m in messages)
+    assert await engine.count_prompt_tokens("gemma3:270m", messages) <= bound

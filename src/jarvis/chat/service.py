@@ -88,6 +88,7 @@ class Reply:
     client_tools: list[dict] | None = None  # tools the caller runs itself (OpenAI/Ollama `tools`)
     user: str = "default"  # who asks: sessions belong to their user
     memory_ids: list[int] = field(default_factory=list)  # memories added to the prompt
+    received: float = field(default_factory=time.perf_counter)  # when the request was taken up (ttft_ms counts from here)
     # Set by the caller before closing the stream to say why it stopped early.
     stop_status: str = "disconnected"
 
@@ -192,6 +193,7 @@ class ChatService:
         before that session is stored. Raises InvalidInput, PayloadTooLarge,
         SessionNotFound, ModelNotFound.
         """
+        received = time.perf_counter()
         if not text or not text.strip():
             raise InvalidInput("message must not be empty")
         if len(text) > self.settings.max_message_chars:
@@ -210,7 +212,8 @@ class ChatService:
         command = self.plugins.match_command(text) if self.plugins else None
         if command is not None:  # answered by a plugin, whatever the model
             return Reply(
-                self, session, new_session_id, text, model, None, model, [], GenerationOptions(), command, persist, user=user
+                self, session, new_session_id, text, model, None, model, [], GenerationOptions(), command, persist,
+                user=user, received=received,
             )
         engine, engine_model = await self.engines.check(model)
         if hasattr(engine, "check_queue"):
@@ -260,6 +263,7 @@ class ChatService:
             client_tools=client_tools,
             user=user,
             memory_ids=[m.id for m in recalled],
+            received=received,
         )
 
     async def _recall(self, text: str, user: str) -> list:
@@ -382,9 +386,9 @@ class ChatService:
         yield Started(reply.session_id, user.id, answer.id, reply.model)
 
         parts: list[str] = []
-        started = time.perf_counter()
         first_token: float | None = None
-        last_flush = started
+        last_flush = time.perf_counter()
+        flushing: asyncio.Task | None = None  # the partial answer being written, off the token path
         usage: Usage | None = None
         finish_reason: str | None = None
         tool_calls: list[dict] | None = None
@@ -400,9 +404,9 @@ class ChatService:
                     if chunk.finish_reason:
                         finish_reason, usage, tool_calls = chunk.finish_reason, chunk.usage, chunk.tool_calls
                     now = time.perf_counter()
-                    if reply.persist and now - last_flush >= FLUSH_SECONDS:
+                    if reply.persist and now - last_flush >= FLUSH_SECONDS and (flushing is None or flushing.done()):
                         last_flush = now
-                        await self._flush(answer.id, "".join(parts))
+                        flushing = self._in_background(self._flush(answer.id, "".join(parts)))
         except (GeneratorExit, asyncio.CancelledError):
             final = {"status": reply.stop_status}
             raise
@@ -420,11 +424,12 @@ class ChatService:
                 "finish_reason": finish_reason,
                 "prompt_tokens": usage.prompt_tokens if usage else None,
                 "completion_tokens": usage.completion_tokens if usage else len(parts),
-                "ttft_ms": round((first_token - started) * 1000, 2) if first_token else None,
-                "duration_ms": round((ended - started) * 1000, 2),
+                # from when the request was taken up: what the client waited, stored rows included
+                "ttft_ms": round((first_token - reply.received) * 1000, 2) if first_token else None,
+                "duration_ms": round((ended - reply.received) * 1000, 2),
                 "updated_at": utcnow(),
             }
-            stored = await self._finish(answer, fields, persist=reply.persist)
+            stored = await self._finish(answer, fields, persist=reply.persist, after=flushing)
         if final["status"] == "complete":
             if self.plugins and reply.command is None:
                 self._in_background(
@@ -440,10 +445,15 @@ class ChatService:
         async with self.db.session() as db:
             await repos.update_message(db, message_id, content=content)
 
-    async def _finish(self, answer: ChatMessage, fields: dict, *, persist: bool = True) -> ChatMessage:
-        """Store the final state even if the task running the reply is being cancelled."""
+    async def _finish(
+        self, answer: ChatMessage, fields: dict, *, persist: bool = True, after: asyncio.Task | None = None
+    ) -> ChatMessage:
+        """Store the final state even if the task running the reply is being cancelled, after
+        the partial write still in flight (`after`), which must not land last."""
 
         async def write() -> None:
+            if after is not None:
+                await asyncio.gather(after, return_exceptions=True)
             async with self.db.session() as db:
                 await repos.update_message(db, answer.id, **fields)
                 await repos.touch_session(db, answer.session_id)
