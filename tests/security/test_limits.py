@@ -31,6 +31,9 @@ async def test_limits(make_settings):
             await ws.send({"type": "chat", "message": "y" * 5000})
             error = await ws.recv()
             assert error["type"] == "error" and error["code"] == "payload_too_large"
+            await ws.send({"type": "chat", "message": "é" * 2500})  # 2,500 characters, 5,000 bytes
+            error = await ws.recv()
+            assert error["type"] == "error" and error["code"] == "payload_too_large"
 
         # queue: one answer generating, none may wait
         async with client(server) as http:
@@ -57,5 +60,27 @@ async def test_limits(make_settings):
         finally:
             for c in clients:
                 await c.aclose()
+    finally:
+        server.stop()
+
+
+async def test_plain_completions_keep_the_message_and_token_limits(make_settings):
+    """`/v1/completions` and Ollama's raw generate skip the chat template, not the limits."""
+    server = LiveServer(make_settings(max_message_chars=100, max_tokens_limit=3)).start()
+    try:
+        async with client(server) as http:
+            long_prompt = "word " * 40
+            openai = await http.post("/v1/completions", json={"model": "gemma3:270m", "prompt": long_prompt})
+            # both APIs answer a client's mistake with 400, in their own error shapes
+            assert openai.status_code == 400 and openai.json()["error"]["code"] == "payload_too_large"
+            ollama = await http.post("/api/generate", json={"model": "gemma3:270m", "prompt": long_prompt, "raw": True,
+                                                             "stream": False})
+            assert ollama.status_code == 400 and "the limit is 100" in ollama.json()["error"]
+            capped = await http.post("/v1/completions", json={"model": "gemma3:270m", "prompt": "Count: 1, 2,",
+                                                              "max_tokens": 50, "temperature": 0})
+            assert capped.json()["usage"]["completion_tokens"] <= 3
+            raw = await http.post("/api/generate", json={"model": "gemma3:270m", "prompt": "Count: 1, 2,", "raw": True,
+                                                         "stream": False, "options": {"num_predict": 50}})
+            assert 0 < raw.json()["eval_count"] <= 3
     finally:
         server.stop()

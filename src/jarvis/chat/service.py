@@ -194,12 +194,7 @@ class ChatService:
         SessionNotFound, ModelNotFound.
         """
         received = time.perf_counter()
-        if not text or not text.strip():
-            raise InvalidInput("message must not be empty")
-        if len(text) > self.settings.max_message_chars:
-            raise PayloadTooLarge(
-                f"message is {len(text)} characters; the limit is {self.settings.max_message_chars}"
-            )
+        self._check_text(text, "message")
         async with self.db.session() as db:
             session = await repos.get_session(db, session_id) if session_id else None
             if session is not None and session.user_id != user:
@@ -226,7 +221,7 @@ class ChatService:
             text_for_model = text
         options = GenerationOptions(
             temperature=temperature,
-            max_tokens=min(max_tokens or self.settings.default_max_tokens, self.settings.max_tokens_limit or 1 << 30),
+            max_tokens=self._token_cap(max_tokens),
             top_p=top_p,
             seed=seed,
             stop=stop or [],
@@ -265,6 +260,31 @@ class ChatService:
             memory_ids=[m.id for m in recalled],
             received=received,
         )
+
+    async def prepare_completion(
+        self, model: str, prompt: str, *, max_tokens: int | None = None, **options
+    ) -> tuple[Engine, str, GenerationOptions]:
+        """Check a plain completion (a prompt with no chat template: `/v1/completions`,
+        Ollama's `raw` generate) as `prepare` checks a chat message: the same length limit,
+        token cap and queue bound. Nothing is stored. Raises InvalidInput, PayloadTooLarge,
+        ModelNotFound, TooManyRequests."""
+        self._check_text(prompt, "prompt")
+        engine, engine_model = await self.engines.check(model)
+        if not hasattr(engine, "complete"):
+            raise InvalidInput(f"model {model!r} offers chat only; use the chat API")
+        if hasattr(engine, "check_queue"):
+            engine.check_queue()
+        return engine, engine_model, GenerationOptions(max_tokens=self._token_cap(max_tokens), **options)
+
+    def _check_text(self, text: str, what: str) -> None:
+        if not text or not text.strip():
+            raise InvalidInput(f"{what} must not be empty")
+        if len(text) > self.settings.max_message_chars:
+            raise PayloadTooLarge(f"{what} is {len(text)} characters; the limit is {self.settings.max_message_chars}")
+
+    def _token_cap(self, max_tokens: int | None) -> int:
+        """What the caller asked for (else the default), never above JARVIS_MAX_TOKENS_LIMIT."""
+        return min(max_tokens or self.settings.default_max_tokens, self.settings.max_tokens_limit or 1 << 30)
 
     async def _recall(self, text: str, user: str) -> list:
         """The user's memories relevant to a message (none when memory is off or fails)."""

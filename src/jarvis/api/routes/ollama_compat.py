@@ -23,7 +23,6 @@ from jarvis import __version__
 from jarvis.api.compat import FINISH_REASONS, error_route, ollama_error, split_conversation
 from jarvis.api.deps import AdminOnly, ServicesDep, UserDep
 from jarvis.chat.service import Failed, Finished, Started, Token, run_to_end
-from jarvis.engines.base import GenerationOptions
 from jarvis.errors import EngineError, InvalidInput, ModelNotFound
 from jarvis.models.installed import find_installed
 from jarvis.models.store import Manifest
@@ -216,12 +215,11 @@ async def generate(body: GenerateRequest, services: ServicesDep, user: UserDep, 
 
 async def _raw(body: GenerateRequest, services: Services) -> Response:
     """`raw: true`: the prompt goes to the model as it is, with no chat template."""
-    engine, engine_model = await services.engines.check(body.model)
-    if not hasattr(engine, "complete"):
-        raise InvalidInput(f"model {body.model!r} offers chat only")
     values = _options(body.options, body.format)
     values.pop("json_mode")
-    options = GenerationOptions(**{k: v for k, v in values.items() if v is not None})
+    engine, engine_model, options = await services.chat.prepare_completion(
+        body.model, body.prompt, **{k: v for k, v in values.items() if v is not None}
+    )
     started = time.perf_counter()
 
     async def pieces() -> AsyncIterator[dict]:

@@ -21,7 +21,6 @@ from sse_starlette import EventSourceResponse
 from jarvis.api.compat import FINISH_REASONS, error_route, openai_error, split_conversation, text_of
 from jarvis.api.deps import ServicesDep, UserDep
 from jarvis.chat.service import Failed, Finished, Started, Token, run_to_end
-from jarvis.engines.base import GenerationOptions
 from jarvis.errors import InvalidInput
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], route_class=error_route(openai_error))
@@ -197,13 +196,10 @@ async def _chat_stream(reply, completion_id: str, created: int, model: str, incl
 @router.post("/completions")
 async def completions(body: CompletionRequest, services: ServicesDep):
     prompt = body.prompt if isinstance(body.prompt, str) else "".join(body.prompt)
-    if not prompt:
-        raise InvalidInput("prompt must not be empty")
-    engine, engine_model = await services.engines.check(body.model)
-    if not hasattr(engine, "complete"):
-        raise InvalidInput(f"model {body.model!r} offers chat only; use /v1/chat/completions")
-    options = GenerationOptions(temperature=body.temperature, top_p=body.top_p,
-                                max_tokens=body.limit or 16, seed=body.seed, stop=body.stops)
+    engine, engine_model, options = await services.chat.prepare_completion(
+        body.model, prompt, max_tokens=body.limit or 16, temperature=body.temperature, top_p=body.top_p,
+        seed=body.seed, stop=body.stops,
+    )
     completion_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
 
     def shaped(text: str, finish: str | None, usage=None) -> dict:

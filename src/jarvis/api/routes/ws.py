@@ -108,8 +108,10 @@ class Connection:
         if text is None:
             return await self.error("binary frames are not supported; send JSON text")
         limit = self.services.settings.max_ws_frame_bytes
-        if len(text) > limit:
-            return await self.error(f"frame of {len(text)} characters; the limit is {limit}", "payload_too_large")
+        # a character is 1 to 4 bytes in UTF-8: encode only when the count alone cannot tell
+        size = len(text) if len(text) > limit or len(text) * 4 <= limit else len(text.encode())
+        if size > limit:
+            return await self.error(f"frame of {size}+ bytes; the limit is {limit} bytes", "payload_too_large")
         try:
             raw = json.loads(text)
         except ValueError as exc:
