@@ -142,6 +142,22 @@ async def test_truncated_gguf_is_refused_before_llama_cpp(tmp_path, bundled_path
     assert json.loads((store.manifests / "cut.json").read_text())["name"] == "cut"
 
 
+async def test_a_model_updated_under_its_name_is_loaded_anew(tmp_path, bundled_path):
+    store = ModelStore(tmp_path / "store")
+    for digest in ("sha256-" + "a" * 64, "sha256-" + "b" * 64):
+        store.blob_path(digest).symlink_to(bundled_path)
+    engine = LlamaCppEngine(store, n_ctx=512)
+    try:
+        store.save(Manifest(name="mine:1b", digest="sha256-" + "a" * 64, size=1, source="test", file="m.gguf"))
+        first = await engine.load("mine:1b")
+        assert await engine.load("mine:1b") is first  # unchanged: kept
+        store.save(Manifest(name="mine:1b", digest="sha256-" + "b" * 64, size=1, source="test", file="m.gguf"))
+        second = await engine.load("mine:1b")  # pulled again, other files: the new ones are loaded
+        assert second is not first and second.path == store.blob_path("sha256-" + "b" * 64)
+    finally:
+        await engine.close()
+
+
 async def test_the_same_greedy_request_twice_gives_the_same_answer(engine):
     """llama-cpp-python's prefix reuse changes Gemma 3's answer on a repeat; the engine must not."""
     prompt = [{"role": "user", "content": "Hi"}]

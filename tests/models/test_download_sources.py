@@ -214,6 +214,26 @@ async def test_ollama_registry_in_every_spelling(hub, dl_server, registry_auth):
         assert not token_requests
 
 
+async def test_pulling_an_installed_name_again_updates_it_only_when_the_registry_moved_on(hub, dl_server):
+    """As `ollama pull`: the same files are not fetched again; a tag that now names other
+    files is downloaded and replaces the installed model, whose old file goes."""
+    old, new = gguf_bytes(payload=1 << 20, seed=71), gguf_bytes(payload=1 << 20, seed=72)
+    hub.add_ollama_model("library/fresh", "1b", model=old)
+    store = dl_server.settings.models_dir
+    async with client(dl_server) as http:
+        assert (await pull_and_wait(http, "fresh:1b"))[-1]["status"] == "completed"
+        fetched = len([r for r in hub.requests if "/blobs/" in r.path])
+        assert (await pull_and_wait(http, "fresh:1b"))[-1]["status"] == "completed"
+        assert len([r for r in hub.requests if "/blobs/" in r.path]) == fetched  # up to date: nothing fetched
+        hub.add_ollama_model("library/fresh", "1b", model=new)  # the tag moves on
+        events = await pull_and_wait(http, "fresh:1b")
+        listed = installed((await http.get("/api/models")).json()["models"])
+    assert events[-1]["status"] == "completed", events[-1]
+    assert listed["fresh:1b"]["digest"] == f"sha256-{sha(new)}"
+    assert f"sha256-{sha(old)}" not in blob_names(store) and f"sha256-{sha(new)}" in blob_names(store)
+    assert leftovers(store) == []
+
+
 # -- plain URLs -------------------------------------------------------------------------------------------
 
 

@@ -30,7 +30,7 @@ from jarvis.models.plan import Plan, RemoteFile
 from jarvis.models.refs import parse_model_key
 from jarvis.models.registries.url import check_public_url
 from jarvis.models.resolver import Resolver
-from jarvis.models.store import Manifest, ModelStore, write_atomic
+from jarvis.models.store import Manifest, ModelStore, normalize_digest, write_atomic
 from jarvis.models.transfer import Transfer, TransferCancelled, TransferOptions
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,8 @@ class DownloadManager:
         for job in self.jobs.values():
             if job.name == plan.name and job.active:
                 return job  # asked twice: one job, one transfer
-        if self.store.get(plan.name):
+        installed = self.store.get(plan.name)
+        if installed and not _is_update(installed, plan):
             return self._finished_job(model_key, plan)
         self._check_disk(plan)
         job = DownloadJob(id=_job_id(plan.name), model_key=model_key, quantization=quantization, plan=plan)
@@ -381,7 +382,11 @@ class DownloadManager:
             verified=all(f.digest for f in plan.files),
             files=[{"file": f.file, "digest": d, "size": p.stat().st_size} for f, d, p in zip(plan.files, digests, paths)],
         )
+        replaced = self.store.get(plan.name)
         self.store.save(manifest)
+        if replaced is not None:  # an update: the files the old version alone used go
+            self.store.prune(self.store.digests(replaced))
+            log.info("updated %s: %s replaces %s", manifest.name, manifest.digest, replaced.digest)
         log.info("installed %s (%s)", manifest.name, "verified" if manifest.verified else "unverified: no published digest")
         return manifest
 
@@ -430,3 +435,13 @@ def _partial_bytes(partial) -> int:
 
 def _job_id(name: str) -> str:
     return hashlib.sha256(f"{name}|{time.time_ns()}".encode()).hexdigest()[:16]
+
+
+def _is_update(installed: Manifest, plan: Plan) -> bool:
+    """Whether the registry now publishes other files under an installed model's name (as
+    `ollama pull` of a newer tag, or Ollama's gemma3:270m over the bundled one of that name).
+    Files without a published digest cannot be compared: those count as the same."""
+    published = [normalize_digest(f.digest) for f in plan.files if f.digest]
+    if not published or len(published) != len(plan.files):
+        return False
+    return set(published) != set(ModelStore.digests(installed))

@@ -156,9 +156,13 @@ class ModelStore:
             raise ModelNotFound(f"model {name!r} is not installed") from exc
         path.unlink()
         shutil.rmtree(self.root / "links" / quote(name, safe=""), ignore_errors=True)
+        return self.prune(self.digests(manifest))
+
+    def prune(self, digests: list[str]) -> list[str]:
+        """Remove the blobs among `digests` that no manifest uses any more; returns those removed."""
         in_use = {d for other in self._all_manifests() for d in self.digests(other)}
         removed = []
-        for digest in self.digests(manifest):
+        for digest in digests:
             if digest not in in_use:
                 self.blob_path(digest).unlink(missing_ok=True)
                 removed.append(digest)
