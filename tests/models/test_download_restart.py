@@ -3,6 +3,7 @@ only what was missing."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -42,6 +43,17 @@ def test_kill_9_mid_download_resumes_after_restart(tmp_path, models_dir, hub):
     assert sent_before < len(data)
     assert list((store / "jobs").glob("*.json")) and list((store / "blobs").glob("*.partial"))
 
+    # a week-old partial of a job that resumes is kept; a week-old one no job wants goes
+    abandoned = store / "blobs" / ("sha256-" + "1" * 64 + ".partial")
+    abandoned.write_bytes(b"old bytes")
+    abandoned.with_name(abandoned.name + ".json").write_text("{}")
+    recent = store / "blobs" / ("url-" + "2" * 32 + ".partial")
+    recent.write_bytes(b"paused yesterday")
+    week_ago = time.time() - 8 * 86400
+    for path in (store / "blobs").glob("*.partial*"):
+        if path != recent:
+            os.utime(path, (week_ago, week_ago))
+
     del hub.faults["big-Q4_K_M.gguf"]
     with running(command, port=port, env=env, cwd=REPO, log=tmp_path / "second.log") as server:
         deadline = time.monotonic() + 120
@@ -57,4 +69,5 @@ def test_kill_9_mid_download_resumes_after_restart(tmp_path, models_dir, hub):
     # everything was sent once, plus what was in flight or not yet recorded at the kill
     print(f"re-transferred after kill -9: {total - len(data)} bytes of {len(data)}")
     assert total - len(data) <= 12 << 20, (total, len(data))
-    assert not list((store / "jobs").glob("*.json")) and not list((store / "blobs").glob("*.partial*"))
+    assert not list((store / "jobs").glob("*.json"))
+    assert sorted(p.name for p in (store / "blobs").glob("*.partial*")) == [recent.name]

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 ACTIVE = ("queued", "downloading", "stalled", "retrying", "verifying")
 TICK_SECONDS = 0.1  # at most ten progress events a second per job
 SPEED_WINDOW = 3.0
+PARTIAL_KEEP_DAYS = 7  # a paused pull resumes within this; after it, its partial file is removed at start
 
 
 @dataclass
@@ -139,6 +140,24 @@ class DownloadManager:
                 continue
             log.info("resuming the download of %s", job.name)
             self._schedule(job)
+        await asyncio.to_thread(self._sweep_partials)
+
+    def _sweep_partials(self) -> None:
+        """Remove partial downloads no job resumes that were last written PARTIAL_KEEP_DAYS ago
+        or more: paused pulls nobody came back for, and leftovers of a crash (a pause within
+        that time still resumes)."""
+        wanted = {self._partial_path(remote) for job in self.jobs.values() for remote in job.plan.files}
+        cutoff = time.time() - PARTIAL_KEEP_DAYS * 86400
+        for path in self.store.blobs.glob("*.partial*"):
+            partial = path.with_name(path.name.split(".partial", 1)[0] + ".partial")
+            if partial in wanted:
+                continue
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    log.info("removed an abandoned partial download: %s", path.name)
+            except OSError:  # gone meanwhile, or not ours to remove: it is only a clean-up
+                continue
 
     async def close(self) -> None:
         """Stop transfers without discarding them: they resume at the next start."""
