@@ -1,4 +1,4 @@
-"""Fixtures for the log tests: whether the app is wired yet, a database per backend, helpers."""
+"""Fixtures for the log tests: a database per backend, helpers."""
 
 from __future__ import annotations
 
@@ -8,29 +8,8 @@ import uuid
 import httpx
 import pytest
 
-from jarvis.app import create_app
-from jarvis.config import Settings
-from jarvis.services import Services
 from jarvis.storage.db import Database
 from tests.conftest import BACKENDS
-
-
-def _wired() -> bool:
-    """The logs router, access middleware, service and settings are part of the app."""
-    from jarvis.api.middleware import AccessLogMiddleware
-
-    app = create_app(Settings.build(env_file=None))
-    paths = set(app.openapi()["paths"])
-    return (
-        {"/api/logs", "/api/logs/stats", "/api/events"} <= paths
-        and any(m.cls is AccessLogMiddleware for m in app.user_middleware)
-        and "logs" in Services.__dataclass_fields__
-        and "log_retention_rows" in Settings.model_fields
-    )
-
-
-WIRED = _wired()
-needs_wiring = pytest.mark.skipif(not WIRED, reason="logs router/middleware/service not wired into the app yet")
 
 
 def marker() -> str:

@@ -9,10 +9,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.logs.conftest import marker, needs_wiring, wait_for_records
+from tests.logs.conftest import marker, wait_for_records
 from tests.support.clients import client, ws_session
-
-pytestmark = needs_wiring
 
 
 def assert_error(response, status: int = 422) -> dict:

@@ -12,7 +12,7 @@ from httpx_sse import aconnect_sse
 from jarvis.api.routes.events import Selection
 from jarvis.errors import InvalidInput
 from jarvis.events import Event
-from tests.logs.conftest import marker, needs_wiring
+from tests.logs.conftest import marker
 from tests.support.clients import client, ws_session
 
 
@@ -60,7 +60,6 @@ async def _collect(events, until, timeout: float = 60) -> list:
     return seen
 
 
-@needs_wiring
 async def test_sse_delivers_bus_events_and_log_records_at_the_level(server):
     word = marker()
     log = logging.getLogger(f"jarvis.tests.{word}")
@@ -93,7 +92,6 @@ async def test_sse_delivers_bus_events_and_log_records_at_the_level(server):
     assert loaded["model"] == "gemma3:270m"
 
 
-@needs_wiring
 async def test_ws_subscription_runs_beside_chat(server):
     word = marker()
     log = logging.getLogger(f"jarvis.tests.{word}")

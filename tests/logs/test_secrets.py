@@ -15,11 +15,9 @@ from jarvis.config import Settings
 from jarvis.storage.db import Database
 from jarvis.storage.tables import LogEntry
 from tests.conftest import BACKENDS
-from tests.logs.conftest import marker, needs_wiring, wait_for_records
+from tests.logs.conftest import marker, wait_for_records
 from tests.support.clients import client
 from tests.support.live import LiveServer
-
-pytestmark = needs_wiring
 
 API_KEY = f"jarvis-key-{uuid.uuid4().hex}"
 HF_TOKEN = f"hf_{uuid.uuid4().hex}"
