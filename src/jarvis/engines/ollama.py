@@ -7,28 +7,17 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from jarvis.engines.base import (
-    Chunk,
-    GenerationOptions,
-    ModelInfo,
-    Usage,
-    estimate_prompt_tokens,
-    tool_arguments,
-)
+from jarvis.engines.base import Chunk, GenerationOptions, ModelInfo, Usage, tool_arguments
 from jarvis.engines.http_errors import error_message, raise_for_status, unreachable
+from jarvis.engines.remote import RemoteEngine
 from jarvis.errors import EngineError
 
 # Ollama's done_reason values map onto OpenAI-style finish reasons.
 _FINISH = {"stop": "stop", "length": "length", "load": "stop", "unload": "stop"}
 
 
-class OllamaEngine:
+class OllamaEngine(RemoteEngine):
     name = "ollama"
-    supports_tools = True
-
-    def __init__(self, base_url: str, *, timeout: float = 600.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=5.0))
 
     async def stream(
         self, model: str, messages: list[dict], options: GenerationOptions, tools: list[dict] | None = None
@@ -66,33 +55,15 @@ class OllamaEngine:
         raise EngineError("ollama closed the stream before it was done")
 
     async def embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
-        try:
-            response = await self._client.post("/api/embed", json={"model": model, "input": texts})
-        except httpx.TransportError as exc:
-            raise unreachable(self.name, self.base_url, exc) from exc
-        await raise_for_status(response, engine=self.name, model=model)
-        data = response.json()
+        data = (await self._call("POST", "/api/embed", model=model, json={"model": model, "input": texts})).json()
         return data.get("embeddings") or [], int(data.get("prompt_eval_count") or 0)
 
     async def list_models(self) -> list[ModelInfo]:
-        try:
-            response = await self._client.get("/api/tags")
-        except httpx.TransportError as exc:
-            raise unreachable(self.name, self.base_url, exc) from exc
-        await raise_for_status(response, engine=self.name)
+        response = await self._call("GET", "/api/tags")
         return [
             ModelInfo(name=item["name"], engine=self.name, details=item.get("details") or {})
             for item in response.json().get("models", [])
         ]
-
-    async def context_length(self, model: str) -> int | None:
-        return None
-
-    async def count_prompt_tokens(self, model: str, messages: list[dict]) -> int:
-        return estimate_prompt_tokens(messages)
-
-    async def close(self) -> None:
-        await self._client.aclose()
 
 
 def _ollama_options(options: GenerationOptions) -> dict:

@@ -8,28 +8,17 @@ from collections.abc import AsyncIterator
 import httpx
 from httpx_sse import SSEError, aconnect_sse
 
-from jarvis.engines.base import (
-    Chunk,
-    GenerationOptions,
-    ModelInfo,
-    Usage,
-    estimate_prompt_tokens,
-    tool_arguments,
-)
+from jarvis.engines.base import Chunk, GenerationOptions, ModelInfo, Usage, tool_arguments
 from jarvis.engines.http_errors import error_message, raise_for_status, unreachable
+from jarvis.engines.remote import RemoteEngine
 from jarvis.errors import EngineError
 
 
-class OpenAIEngine:
+class OpenAIEngine(RemoteEngine):
     name = "openai"
-    supports_tools = True
 
     def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 600.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout, connect=5.0)
-        )
+        super().__init__(base_url, headers={"Authorization": f"Bearer {api_key}"} if api_key else None, timeout=timeout)
 
     async def stream(
         self, model: str, messages: list[dict], options: GenerationOptions, tools: list[dict] | None = None
@@ -82,31 +71,13 @@ class OpenAIEngine:
         yield Chunk(finish_reason=finish_reason or "stop", usage=usage, tool_calls=tool_calls or None)
 
     async def embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
-        try:
-            response = await self._client.post("/embeddings", json={"model": model, "input": texts})
-        except httpx.TransportError as exc:
-            raise unreachable(self.name, self.base_url, exc) from exc
-        await raise_for_status(response, engine=self.name, model=model)
-        data = response.json()
+        data = (await self._call("POST", "/embeddings", model=model, json={"model": model, "input": texts})).json()
         vectors = [item["embedding"] for item in sorted(data.get("data", []), key=lambda item: item.get("index", 0))]
         return vectors, int((data.get("usage") or {}).get("prompt_tokens") or 0)
 
     async def list_models(self) -> list[ModelInfo]:
-        try:
-            response = await self._client.get("/models")
-        except httpx.TransportError as exc:
-            raise unreachable(self.name, self.base_url, exc) from exc
-        await raise_for_status(response, engine=self.name)
+        response = await self._call("GET", "/models")
         return [ModelInfo(name=item["id"], engine=self.name) for item in response.json().get("data", [])]
-
-    async def context_length(self, model: str) -> int | None:
-        return None
-
-    async def count_prompt_tokens(self, model: str, messages: list[dict]) -> int:
-        return estimate_prompt_tokens(messages)
-
-    async def close(self) -> None:
-        await self._client.aclose()
 
 
 def _openai_options(options: GenerationOptions) -> dict:
