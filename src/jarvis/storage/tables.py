@@ -109,13 +109,10 @@ class Memory(Base):
     neither is mapped here because the ORM never writes them."""
 
     __tablename__ = "memories"
-    __table_args__ = (
-        Index("ix_memories_user_id_created_at", "user_id", "created_at"),
-        {"sqlite_autoincrement": True},  # ids of forgotten memories are never handed out again
-    )
+    __table_args__ = {"sqlite_autoincrement": True}  # ids of forgotten memories are never handed out again
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    # whose memory it is: every read and search is within one user's (ix_memories_user_id_created_at)
+    # whose memory it is: every read and search is within one user's (see migration 0004_memory_owner)
     user_id: Mapped[str] = mapped_column(String(100), default="default", server_default="default")
     kind: Mapped[str] = mapped_column(String(16), index=True)  # fact | preference | note | summary
     content: Mapped[str] = mapped_column(Text)
@@ -126,7 +123,7 @@ class Memory(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     use_count: Mapped[int] = mapped_column(Integer, default=0, index=True)
-    pinned: Mapped[bool] = mapped_column(default=False)  # partial index ix_memories_pinned_created_at
+    pinned: Mapped[bool] = mapped_column(default=False)  # partial index ix_memories_user_pinned_created_at
 
 
 class LogEntry(Base):
