@@ -23,6 +23,14 @@ def ensure_bundled(store: ModelStore) -> Manifest:
     if existing:
         return existing
     digest = f"sha256-{bundled.EXPECTED_SHA256}"
+    with store.lock(digest):  # processes starting together: one writes, the others find it done
+        existing = store.get(BUNDLED_NAME)
+        if existing:
+            return existing
+        return _install(store, digest)
+
+
+def _install(store: ModelStore, digest: str) -> Manifest:
     blob = store.blob_path(digest)
     if not blob.exists():
         log.info("installing the bundled model %s", BUNDLED_NAME)

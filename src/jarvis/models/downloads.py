@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 import httpx
+from filelock import Timeout
 
 from jarvis.config import Settings
 from jarvis.errors import Conflict, InsufficientStorage, JarvisError, ModelLoadError, NotFound, UpstreamAuthError
@@ -329,7 +330,7 @@ class DownloadManager:
         future = asyncio.get_running_loop().create_future()
         self._files[key] = future
         try:
-            digest = await self._transfer(job, remote)
+            digest = await self._fetch_alone(job, remote)
             future.set_result(digest)
             return digest
         except BaseException as exc:
@@ -338,6 +339,27 @@ class DownloadManager:
             raise
         finally:
             self._files.pop(key, None)
+
+    async def _fetch_alone(self, job: DownloadJob, remote: RemoteFile) -> str:
+        """Fetch a file while no other process does: workers or replicas sharing the store
+        resume the same jobs at start and may be asked for the same model; the second waits,
+        then finds the file there (or its partial, to resume)."""
+        lock = self.store.lock(self._partial_path(remote).name)
+        while True:
+            try:
+                await asyncio.to_thread(lock.acquire, timeout=0.5)
+                break
+            except Timeout:
+                if job.cancel.is_set():
+                    raise TransferCancelled() from None
+        try:
+            blob = self.store.blob_path(remote.digest) if remote.digest else None
+            if blob is not None and blob.exists():  # the other process finished it
+                job.done_bytes += blob.stat().st_size
+                return remote.digest
+            return await self._transfer(job, remote)
+        finally:
+            lock.release()
 
     async def _transfer(self, job: DownloadJob, remote: RemoteFile) -> str:
         partial = self._partial_path(remote)

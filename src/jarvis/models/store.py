@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
+from filelock import FileLock
+
 from jarvis.errors import InvalidInput, ModelNotFound
 
 DIGEST_RE = re.compile(r"^sha256[:-]([0-9a-f]{64})$")
@@ -90,8 +92,16 @@ class ModelStore:
         self.blobs = root / "blobs"
         self.manifests = root / "manifests"
         self.jobs = root / "jobs"
-        for folder in (self.blobs, self.manifests, self.jobs):
+        self.locks = root / "locks"
+        for folder in (self.blobs, self.manifests, self.jobs, self.locks):
             folder.mkdir(parents=True, exist_ok=True)
+
+    def lock(self, name: str) -> FileLock:
+        """A lock between processes sharing this store (`uvicorn --workers N`, replicas on
+        one disk) for work on `name` (a file being written). The lock files stay: removing
+        one while another process waits on it would let a third in. Not bound to a thread:
+        acquired off the event loop, it may be released on it."""
+        return FileLock(self.locks / f"{quote(name, safe='')}.lock", thread_local=False)
 
     def blob_path(self, digest: str) -> Path:
         return self.blobs / normalize_digest(digest)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from filelock import FileLock
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -16,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+MIGRATION_LOCK_KEY = 0x4A415256  # "JARV": the PostgreSQL advisory lock migrations take
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -52,8 +55,23 @@ class Database:
                 raise
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest migration."""
+        """Bring the schema to the newest migration. Several processes starting at once
+        (`uvicorn --workers N`, replicas behind a load balancer) migrate one after the other:
+        the first does the work, the others find the schema current."""
+        if self.is_sqlite and self.url.database:
+            lock = FileLock(f"{self.url.database}.migrate.lock", thread_local=False)  # taken in a thread, released here
+            await asyncio.to_thread(lock.acquire)
+            try:
+                await self._upgrade()
+            finally:
+                lock.release()
+        else:
+            await self._upgrade()
+
+    async def _upgrade(self) -> None:
         async with self.engine.begin() as conn:
+            if not self.is_sqlite:  # held until this transaction ends
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             await conn.run_sync(_upgrade)
 
     async def ping(self) -> bool:
