@@ -4,15 +4,19 @@ The file is cut into segments; worker threads take the next unfinished segment a
 it with a `Range` request, writing at its offset in a preallocated `.partial` file. Each
 segment's progress is saved to a small JSON sidecar every couple of MiB (no fsync: the
 page cache holds data and state alike through a `kill -9`), so a restart re-fetches at
-most that much per connection. A hasher thread follows the contiguous completed prefix,
-reading it back from the page cache, so verification costs almost nothing at the end.
+most that much per connection. A hasher thread follows the contiguous completed prefix, so
+verification costs almost nothing at the end: the bytes that extend it come from memory as
+they arrive (models/hashfeed.py), the rest (other connections' segments, a resumed prefix)
+is read back from the page cache.
 
 Servers that ignore, refuse or garble Range fall back to one sequential stream. A signed
 CDN URL that expires mid-download is dropped and resolved again from the origin. Read
 timeouts mark the transfer `stalled` and are retried with exponential backoff and jitter.
 
 Threads rather than asyncio: blocking reads release the GIL, the per-chunk work is a
-pwrite, and the event loop of the server never sees a byte of it.
+pwrite, and the event loop of the server never sees a byte of it. Bodies come through
+models/http11.py (httpx's own transport re-buffers every byte in Python), unless proxy
+settings apply, which only httpx's transport honours.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import random
 import re
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,13 +39,18 @@ from urllib.parse import urlsplit
 import httpx
 
 from jarvis.errors import InsufficientStorage, JarvisError, NotFound, UpstreamAuthError, UpstreamError, VerificationError
+from jarvis.models.hashfeed import HashFeed
+from jarvis.models.http11 import READINTO, Http11Transport
 from jarvis.models.pinning import PublicOnlyBackend, pinned_transport
 from jarvis.models.plan import RemoteFile
 
 log = logging.getLogger(__name__)
 
 SAVE_EVERY = 2 << 20
+STATE_PAGE = 4096  # a state up to this size is rewritten in place, as one page (see _save_state)
 HASH_BLOCK = 8 << 20
+HASH_AHEAD = 16 << 20  # bytes held in memory for the hasher, at most
+READ_SIZE = 1 << 20  # the most one read takes off a connection
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 _ERROR_TYPES = ("text/html", "application/json", "application/xml", "text/xml", "text/plain")
 STALL_NOTICE = 5.0  # seconds without a byte before progress says `stalled` (at most half the stall timeout)
@@ -131,6 +141,8 @@ class Transfer:
         self._stop_workers = threading.Event()
         self._clients: set[httpx.Client] = set()
         self._fd: int | None = None
+        self._state_fd: int | None = None  # the state sidecar, open while it is one page
+        self._feed = HashFeed(HASH_AHEAD)
         self._finished = False
         self._last_data = time.monotonic()
 
@@ -174,6 +186,8 @@ class Transfer:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+            with self._save_lock:
+                self._close_state()
 
     def abort(self) -> None:
         """Cancel from another thread: blocked reads are interrupted at once."""
@@ -256,26 +270,47 @@ class Transfer:
         }
 
     def _save_state(self, state: dict | None = None, sequence: int | None = None) -> None:
-        """Write the state sidecar; a snapshot older than one already written is skipped."""
+        """Write the state sidecar; a snapshot older than one already written is skipped.
+
+        A state that fits in one page is padded to a page (JSON allows trailing blanks) and
+        from then on rewritten in place with one pwrite of that page, which a kill -9 cannot
+        tear (the kernel checks for a fatal signal between the pages of a write, not within
+        one). Writing a new file and renaming it over the old one, each time, stalled on the
+        file system's journal while the data streamed in: it cost a third of the throughput.
+        Bigger states (hundreds of segments) are still replaced whole."""
         state = state or self._state()
         with self._save_lock:
             if sequence is not None:
                 if sequence <= self._saved_sequence:
                     return
                 self._saved_sequence = sequence
+            data = json.dumps(state).encode()
+            if len(data) <= STATE_PAGE and self._state_fd is not None:
+                os.pwrite(self._state_fd, data.ljust(STATE_PAGE), 0)
+                return
+            self._close_state()
             tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-            tmp.write_text(json.dumps(state))
+            tmp.write_bytes(data.ljust(STATE_PAGE))
             os.replace(tmp, self.state_path)
+            if len(data) <= STATE_PAGE:
+                self._state_fd = os.open(self.state_path, os.O_WRONLY)
+
+    def _close_state(self) -> None:
+        if self._state_fd is not None:
+            os.close(self._state_fd)
+            self._state_fd = None
 
     # --- workers -------------------------------------------------------------------------
 
     def _client(self) -> httpx.Client:
         timeout = httpx.Timeout(self.options.stall_timeout, connect=self.options.connect_timeout)
-        guarded = {}
-        if self.url_guard:
+        extra = {}
+        if self.url_guard:  # pinned to checked addresses, so no proxy (httpx ignored proxy settings here before too)
             backend = PublicOnlyBackend(exempt=self.trusted_hosts)
-            guarded = {"event_hooks": {"request": [self._guard]}, "transport": pinned_transport(backend)}
-        return httpx.Client(follow_redirects=True, timeout=timeout, headers={"Accept-Encoding": "identity"}, **guarded)
+            extra = {"event_hooks": {"request": [self._guard]}, "transport": pinned_transport(backend)}
+        elif not _proxies_configured():  # otherwise httpx's own transport, which goes through them
+            extra = {"transport": Http11Transport()}
+        return httpx.Client(follow_redirects=True, timeout=timeout, headers={"Accept-Encoding": "identity"}, **extra)
 
     def _guard(self, request: httpx.Request) -> None:
         # Called for every request, redirects included, before it is sent.
@@ -308,6 +343,7 @@ class Transfer:
 
     def _worker(self) -> None:
         failures = 0
+        buffer = memoryview(bytearray(READ_SIZE))  # reused: see models/hashfeed.py on fresh buffers
         with self._client() as client:
             self._clients.add(client)
             try:
@@ -319,7 +355,7 @@ class Transfer:
                         return
                     before = segment.done
                     try:
-                        self._fetch(client, segment)
+                        self._fetch(client, segment, buffer)
                         failures = 0
                     except _Retry as retry:
                         failures = 0 if segment.done > before else failures + 1
@@ -362,7 +398,7 @@ class Transfer:
         ceiling = min(self.options.backoff_max, self.options.backoff_base * 2 ** (failures - 1))
         return random.uniform(ceiling / 2, ceiling)  # jitter: connections must not retry in lockstep
 
-    def _fetch(self, client: httpx.Client, segment: Segment) -> None:
+    def _fetch(self, client: httpx.Client, segment: Segment, buffer: memoryview) -> None:
         if not self.ranged and segment.done:  # without Range a new attempt starts from the beginning
             with self._lock:
                 self.downloaded -= segment.done
@@ -379,22 +415,29 @@ class Transfer:
                 self._check(response, url, position, segment, ranged_request)
                 if str(response.url) != self.remote.url:
                     self._cdn_url = str(response.url)
-                # Chunks as they come off the socket (64 KiB): asking iter_raw for bigger
-                # ones re-buffers every byte in Python, which halved throughput here.
-                for chunk in response.iter_raw():
+                read = _body_reader(response)
+                while True:
                     if self.cancel.is_set():
                         raise TransferCancelled()
-                    if segment.end is not None and position + len(chunk) > segment.end:
+                    # bytes the hasher is about to reach go straight into its memory
+                    view = self._feed.space(position, self.cancel.is_set) or buffer
+                    count = read(view)
+                    if not count:
+                        break
+                    if segment.end is not None and position + count > segment.end:
                         raise _Retry("the server sent more bytes than asked for")
-                    os.pwrite(self._fd, chunk, position)
-                    position += len(chunk)
-                    self._advance(segment, len(chunk))
+                    _write_all(self._fd, view[:count], position)
+                    self._feed.commit(position, count)  # before the bytes count: the hasher may want them
+                    position += count
+                    self._advance(segment, count)
         except httpx.TimeoutException as exc:
             raise _Retry(f"no data for {self.options.stall_timeout:.0f}s ({type(exc).__name__})", phase="stalled") from exc
         except httpx.TransportError as exc:
             if self.cancel.is_set():
                 raise TransferCancelled() from exc
             raise _Retry(f"connection failed ({type(exc).__name__})") from exc
+        finally:
+            self._feed.abandon()
         if segment.end is None:
             with self._lock:  # a stream of unknown length ended cleanly: now the size is known
                 segment.end = position
@@ -483,20 +526,32 @@ class Transfer:
         return end
 
     def _hash_loop(self, sha) -> None:
-        while True:
-            with self._lock:
-                while self._contiguous() <= self.hashed and not self._finished:
-                    self._progressed.wait(0.5)
-                target = self._contiguous()
-                finished = self._finished
-            while self.hashed < target:
-                block = os.pread(self._fd, min(HASH_BLOCK, target - self.hashed), self.hashed)
-                if not block:
-                    break
-                sha.update(block)
-                self.hashed += len(block)
-            if finished and self.hashed >= self._contiguous():
-                return
+        # reused: a fresh 8 MiB bytes per read had the allocator map it anew, faulting in all its pages
+        buffer = memoryview(bytearray(HASH_BLOCK))
+        try:
+            while True:
+                with self._lock:
+                    while self._contiguous() <= self.hashed and not self._finished:
+                        self._progressed.wait(0.5)
+                    target = self._contiguous()
+                    finished = self._finished
+                while self.hashed < target:
+                    block = self._feed.peek(self.hashed, target)
+                    if block is not None:
+                        sha.update(block)
+                        self.hashed += len(block)
+                        self._feed.consumed(len(block))
+                        continue
+                    count = _read_at(self._fd, buffer[: target - self.hashed], self.hashed)  # not in memory
+                    if not count:
+                        break
+                    sha.update(buffer[:count])
+                    self.hashed += count
+                    self._feed.skip_to(self.hashed)
+                if finished and self.hashed >= self._contiguous():
+                    return
+        finally:
+            self._feed.close()  # a connection waiting for the hasher must not wait for one that is gone
 
     def _verify(self, sha) -> str:
         self.phase = "verifying"
@@ -512,3 +567,51 @@ class Transfer:
             self.discard()
             raise VerificationError(f"{self.remote.file}: sha256 {digest} does not match the published {self.remote.digest}")
         return digest
+
+
+def _body_reader(response: httpx.Response) -> Callable[[memoryview], int]:
+    """`read(buffer) -> count` (0 at the end) for the body: straight off the socket with the
+    http11 transport; copied from httpx's pieces with its own (the proxy case)."""
+    readinto = response.extensions.get(READINTO)
+    if readinto is not None:
+        return readinto
+    pieces = response.iter_raw()
+    pending = memoryview(b"")
+
+    def read(view: memoryview) -> int:
+        nonlocal pending
+        while not pending:
+            piece = next(pieces, None)
+            if piece is None:
+                return 0
+            pending = memoryview(piece)
+        count = min(len(view), len(pending))
+        view[:count], pending = pending[:count], pending[count:]
+        return count
+
+    return read
+
+
+def _read_at(fd: int, view: memoryview, offset: int) -> int:
+    if hasattr(os, "preadv"):  # into `view`, no new buffer (macOS has it from 11 on)
+        return os.preadv(fd, [view], offset)
+    data = os.pread(fd, len(view), offset)
+    view[: len(data)] = data
+    return len(data)
+
+
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    # The hasher may take these bytes from memory, so the file must hold every one of them:
+    # a short write cannot be left for the digest to catch.
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        if not written:
+            raise OSError(errno.EIO, "the partial file took no bytes")
+        view, offset = view[written:], offset + written
+
+
+def _proxies_configured() -> bool:
+    """Whether proxy settings (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) exist: httpx reads the same."""
+    proxies = urllib.request.getproxies()
+    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
