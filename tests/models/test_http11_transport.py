@@ -18,6 +18,7 @@ import pytest
 
 from jarvis.models.http11 import READINTO, Http11Transport
 from jarvis.models.pinning import PublicOnlyBackend
+from tests.support.live import stdlib_site
 
 DATA = random.Random(3).randbytes(3 << 20)
 
@@ -89,17 +90,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def site():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
-    server.seen, server.stalled, server.release = [], threading.Event(), threading.Event()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    server.url = f"http://127.0.0.1:{server.server_port}"
-    server.connections = lambda: len({address for address, *_ in server.seen})
-    yield server
-    server.release.set()
-    server.shutdown()
-    server.server_close()
+    with stdlib_site(_Handler) as server:
+        server.stalled, server.release = threading.Event(), threading.Event()
+        server.connections = lambda: len({address for address, *_ in server.seen})
+        try:
+            yield server
+        finally:
+            server.release.set()  # a handler held in a stall must let go before shutdown
 
 
 def client(**options) -> httpx.Client:

@@ -5,14 +5,14 @@ to the connection (DNS rebinding) gets nowhere."""
 from __future__ import annotations
 
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
 
 from jarvis.errors import InvalidInput
 from jarvis.models.pinning import PublicOnlyBackend, pinned_transport
+from tests.support.live import stdlib_site
 
 
 class _Hello(BaseHTTPRequestHandler):
@@ -30,13 +30,8 @@ class _Hello(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def loopback_site():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
-    server.seen = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with stdlib_site(_Hello) as server:
+        yield server
 
 
 class Rebinding:
