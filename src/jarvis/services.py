@@ -61,6 +61,7 @@ class Services:
         engines = EngineRouter.from_settings(settings, store)
         engines.local.on_event = bus.publish
         downloads = DownloadManager(store, settings, bus=bus)
+        downloads.on_replaced = engines.local.forget
         plugins = PluginManager(db)
         await plugins.start()
         plugins.on_change = lambda record: bus.publish("plugin.changed", record.to_dict())

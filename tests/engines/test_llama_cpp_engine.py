@@ -151,8 +151,14 @@ async def test_a_model_updated_under_its_name_is_loaded_anew(tmp_path, bundled_p
         store.save(Manifest(name="mine:1b", digest="sha256-" + "a" * 64, size=1, source="test", file="m.gguf"))
         first = await engine.load("mine:1b")
         assert await engine.load("mine:1b") is first  # unchanged: kept
+        await engine.forget("other:1b")
+        assert engine.loaded is first
+        # pulled again with other files: the download manager tells the engine to forget it
         store.save(Manifest(name="mine:1b", digest="sha256-" + "b" * 64, size=1, source="test", file="m.gguf"))
-        second = await engine.load("mine:1b")  # pulled again, other files: the new ones are loaded
+        await engine.forget("mine:1b")
+        assert engine.loaded is None
+        await engine.count_prompt_tokens("mine:1b", PROMPT)  # its next use loads it anew
+        second = engine.loaded
         assert second is not first and second.path == store.blob_path("sha256-" + "b" * 64)
     finally:
         await engine.close()

@@ -73,11 +73,11 @@ class LlamaCppEngine:
         Raises ModelNotFound if it is not installed, ModelLoadError if the file is refused.
         """
         async with self._switch:
+            if self.loaded and self.loaded.name == name:
+                return self.loaded
             path = self.store.model_path(name)
             if path is None:
                 raise ModelNotFound(f"model {name!r} is not installed")
-            if self.loaded and self.loaded.name == name and self.loaded.path == path:
-                return self.loaded  # (another path: the model was updated under its name since)
             meta = await asyncio.to_thread(read_metadata, path)  # refuses a bad header before llama.cpp sees it
             await self._unload_locked()
             self.state = "loading"
@@ -138,6 +138,13 @@ class LlamaCppEngine:
     async def unload(self) -> None:
         async with self._switch:
             await self._unload_locked()
+
+    async def forget(self, name: str) -> None:
+        """Unload `name` if it is the loaded model: its files were deleted or replaced (a pull
+        of a newer version), so its next use loads what the store now holds."""
+        async with self._switch:
+            if self.loaded and self.loaded.name == name:
+                await self._unload_locked()
 
     async def _unload_locked(self) -> None:
         loaded, self.loaded = self.loaded, None

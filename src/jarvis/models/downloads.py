@@ -15,6 +15,7 @@ import shutil
 import threading
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
@@ -109,6 +110,8 @@ class DownloadManager:
         self.store = store
         self.settings = settings
         self.bus = bus
+        # called with a model's name after a pull replaced its files (the engine drops the old copy)
+        self.on_replaced: Callable[[str], Awaitable[None]] | None = None
         self.client = httpx.AsyncClient(follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0))
         self.resolver = Resolver(settings, self.client)
         self.jobs: dict[str, DownloadJob] = {}  # by job id
@@ -285,7 +288,10 @@ class DownloadManager:
                 digests = [await self._fetch(job, remote) for remote in job.plan.files]
                 job.status = "verifying"
                 self._publish(job)
+                replacing = self.store.get(job.plan.name) is not None
                 await asyncio.to_thread(self._install, job.plan, digests)
+                if replacing and self.on_replaced is not None:
+                    await self.on_replaced(job.plan.name)
                 job.status = "completed"
                 job.reported_bytes = job.total_bytes or job.reported_bytes
         except (asyncio.CancelledError, TransferCancelled):
@@ -313,8 +319,7 @@ class DownloadManager:
         """
         key = remote.digest or remote.url
         while True:
-            if remote.digest and self.store.blob_path(remote.digest).exists():
-                job.done_bytes += self.store.blob_path(remote.digest).stat().st_size
+            if self._have(job, remote):
                 return remote.digest
             shared = self._files.get(key)
             if shared is None:
@@ -340,6 +345,14 @@ class DownloadManager:
         finally:
             self._files.pop(key, None)
 
+    def _have(self, job: DownloadJob, remote: RemoteFile) -> bool:
+        """Whether the store holds the file already (counted as done for the job)."""
+        blob = self.store.blob_path(remote.digest) if remote.digest else None
+        if blob is None or not blob.exists():
+            return False
+        job.done_bytes += blob.stat().st_size
+        return True
+
     async def _fetch_alone(self, job: DownloadJob, remote: RemoteFile) -> str:
         """Fetch a file while no other process does: workers or replicas sharing the store
         resume the same jobs at start and may be asked for the same model; the second waits,
@@ -353,9 +366,7 @@ class DownloadManager:
                 if job.cancel.is_set():
                     raise TransferCancelled() from None
         try:
-            blob = self.store.blob_path(remote.digest) if remote.digest else None
-            if blob is not None and blob.exists():  # the other process finished it
-                job.done_bytes += blob.stat().st_size
+            if self._have(job, remote):  # the other process finished it
                 return remote.digest
             return await self._transfer(job, remote)
         finally:

@@ -145,9 +145,7 @@ async def _delete(services: Services, key: str) -> dict:
     if services.downloads.active_for(key):
         raise Conflict(f"{key!r} is still downloading; cancel it first")
     manifest = find_installed(services.store, key)
-    local = services.engines.local
-    if local.loaded and local.loaded.name == manifest.name:
-        await local.unload()
+    await services.engines.local.forget(manifest.name)
     removed = await asyncio.to_thread(services.store.delete, manifest.name)
     return {"model": manifest.name, "deleted": True, "removed_blobs": removed}
 
