@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     download_backoff_seconds: float = Field(0.5, gt=0, validation_alias=AliasChoices("JARVIS_DOWNLOAD_BACKOFF_SECONDS"))
     # disk space a download must leave free, beyond what running downloads have reserved
     disk_reserve_mb: int = Field(512, ge=0, validation_alias=AliasChoices("JARVIS_DISK_RESERVE_MB"))
+    # the memory a pulled model may need (weights, context cache, runtime; models/fit.py): a pull
+    # that needs more is refused before it starts. Unset: this machine's RAM; 0: no check
+    memory_limit_mb: int | None = Field(None, ge=0, validation_alias=AliasChoices("JARVIS_MEMORY_LIMIT_MB"))
 
     hf_token: str | None = Field(None, validation_alias=AliasChoices("HUGGINGFACE_TOKEN", "HF_TOKEN"))
     hf_endpoint: str = Field("https://huggingface.co", validation_alias=AliasChoices("HF_ENDPOINT"))

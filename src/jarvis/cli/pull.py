@@ -12,8 +12,9 @@ import httpx
 import typer
 from httpx_sse import aconnect_sse
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn
+from rich.table import Column, Table
 
-from jarvis.cli.common import auth_headers, console, error_message, fail, server_answers, server_url
+from jarvis.cli.common import auth_headers, console, error_message, fail, get_json, server_answers, server_url
 from jarvis.config import Settings
 from jarvis.errors import JarvisError
 
@@ -21,12 +22,20 @@ TERMINAL = ("completed", "cancelled", "error")
 
 
 def pull(
-    model: Annotated[str, typer.Argument(help="a shortcut (mistral, qwen…), hf.co/ns/repo[:QUANT], name:tag, or an https URL")],
+    model: Annotated[
+        Optional[str],
+        typer.Argument(help="a shortcut (qwen2.5-1.5b, mistral…), hf.co/ns/repo[:QUANT], name:tag, or an https URL; "
+                            "none: list the shortcuts"),
+    ] = None,
     quantization: Annotated[Optional[str], typer.Option("--quantization", "-q", help="e.g. Q4_K_M")] = None,
 ) -> None:
-    """Download a model, with progress. Ctrl-C stops; pulling again resumes where it stopped."""
+    """Download a model, with progress. Ctrl-C stops; pulling again resumes where it stopped.
+    Without a model, list the catalog's shortcuts with their size and the memory they need."""
     settings = Settings()
     remote = server_answers(settings)
+    if model is None:
+        _list_shortcuts(settings, remote)
+        return
     if remote:
         run = _pull_remote(server_url(settings), model, quantization, auth_headers(settings))
     else:
@@ -63,6 +72,36 @@ def rm(model: Annotated[str, typer.Argument(help="an installed model's name or t
         except JarvisError as exc:
             fail(exc.message)
     console.print(f"deleted {name}")
+
+
+def _list_shortcuts(settings: Settings, remote: bool) -> None:
+    """The catalog as the server sees it (installed, fits its memory), else as this machine does."""
+    if remote:
+        shortcuts = [m for m in get_json(settings, "/api/models/available")["models"] if "memory" in m]
+    else:
+        from jarvis.models.catalog import load_catalog
+        from jarvis.models.fit import fits
+
+        shortcuts = [{"model_key": e.key, "source": e.source, "repo": e.repo, "description": e.description,
+                      **e.info(), "fits": fits(e, settings)} for e in load_catalog().values()]
+    table = Table(Column("NAME", no_wrap=True), "PARAMS", Column("SIZE", no_wrap=True), Column("RAM", no_wrap=True),
+                  "FITS", Column("FROM", overflow="fold"))
+    for m in shortcuts:
+        table.add_row(
+            m["model_key"] + (" [green]✓[/]" if m.get("status") == "installed" else ""),
+            m.get("params") or "-",
+            _gb(m.get("size")),
+            _gb(m.get("memory")),
+            {True: "yes", False: "[red]no[/]"}.get(m.get("fits"), "-"),
+            m["repo"] or m["source"],
+        )
+    console.print(table)
+    console.print("Sizes are for Q4_K_M, RAM at 4096 tokens of context (FITS counts JARVIS_N_CTX); ✓ installed. "
+                  "`jarvis pull NAME[:QUANT]` downloads one.", soft_wrap=True)
+
+
+def _gb(size: int | None) -> str:
+    return f"{size / 1e9:.2f} GB" if size else "-"
 
 
 async def _show(updates: AsyncIterator[dict]) -> dict:

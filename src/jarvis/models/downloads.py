@@ -27,6 +27,7 @@ from jarvis.config import Settings
 from jarvis.errors import Conflict, InsufficientStorage, JarvisError, ModelLoadError, NotFound, UpstreamAuthError
 from jarvis.events import EventBus
 from jarvis.models.bundled import ensure_bundled
+from jarvis.models.fit import check_memory
 from jarvis.models.gguf_info import read_metadata
 from jarvis.models.plan import Plan, RemoteFile
 from jarvis.models.refs import parse_model_key
@@ -180,7 +181,7 @@ class DownloadManager:
 
     async def submit(self, model_key: str, quantization: str | None = None) -> DownloadJob:
         """Start (or join) the download of a model. Raises InvalidInput, ModelNotFound,
-        UpstreamAuthError, UpstreamError, InsufficientStorage."""
+        UpstreamAuthError, UpstreamError, ModelTooLarge, InsufficientStorage."""
         ref = parse_model_key(model_key, quantization)
         if ref.source == "bundled":
             manifest = await asyncio.to_thread(ensure_bundled, self.store)
@@ -192,6 +193,7 @@ class DownloadManager:
         installed = self.store.get(plan.name)
         if installed and not _is_update(installed, plan):
             return self._finished_job(model_key, plan)
+        await check_memory(plan, self.settings)  # a model this machine cannot hold is refused before any byte
         self._check_disk(plan)
         job = DownloadJob(id=_job_id(plan.name), model_key=model_key, quantization=quantization, plan=plan)
         write_atomic(

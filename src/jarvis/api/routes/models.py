@@ -13,6 +13,7 @@ from jarvis.api.deps import AdminOnly, ServicesDep
 from jarvis.api.schemas import CancelRequest, DownloadRequest, ModelKeyRequest
 from jarvis.errors import Conflict, ModelNotFound
 from jarvis.models.catalog import load_catalog
+from jarvis.models.fit import fits
 from jarvis.models.installed import find_installed
 from jarvis.models.store import Manifest
 from jarvis.services import Services
@@ -37,14 +38,16 @@ async def list_models(services: ServicesDep) -> dict:
 
 @router.get("/available")
 async def available_models(services: ServicesDep) -> dict:
-    """Catalog shortcuts and installed models, each with its download status."""
+    """Catalog shortcuts (with their size, the memory they need and whether that fits here) and
+    installed models, each with its download status."""
     installed = services.store.list()
     entries = []
     for key, entry in load_catalog().items():
         names = [m.name for m in installed if m.name == entry.key or m.name.startswith(f"{entry.key}:")]
         job = services.downloads.find(entry.key)
         item = {"id": entry.key, "model_key": entry.key, "source": entry.source, "repo": entry.repo,
-                "description": entry.description, "installed": names}
+                "description": entry.description, "installed": names,
+                **entry.info(), "fits": fits(entry, services.settings)}
         entries.append(_with_status(item, bool(names), job))
     catalogued = {n for e in entries for n in e["installed"]}
     for manifest in installed:
