@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from platformdirs import user_data_dir
@@ -14,7 +15,9 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
-DEFAULT_MODEL = "gemma3:270m"
+# Bundled and instruction-tuned (chat template with tools); `gemma3:270m`, also bundled, is a
+# faster base model. See jarvis.models.bundled.
+DEFAULT_MODEL = "qwen2.5-coder:0.5b"
 
 
 class Settings(BaseSettings):
@@ -67,6 +70,9 @@ class Settings(BaseSettings):
     max_connections_per_client: int = Field(
         1000, ge=1, validation_alias=AliasChoices("JARVIS_MAX_CONNECTIONS_PER_CLIENT")
     )
+    # which plugin tools a chat offers the model: auto (every tool to remote engines; to the
+    # embedded model only tools the message suggests), always, never (chat/tool_choice.py)
+    chat_tools: Literal["auto", "always", "never"] = Field("auto", validation_alias=AliasChoices("JARVIS_CHAT_TOOLS"))
     # answers waiting for a model beyond the one being generated
     max_queue: int = Field(64, ge=0, validation_alias=AliasChoices("JARVIS_MAX_QUEUE"))
 

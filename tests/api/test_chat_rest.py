@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.support.clients import client, sse, wait_for_message_status
+from tests.support.clients import LONG_ANSWER, client, sse, wait_for_message_status
 
 GREEDY = {"temperature": 0, "max_tokens": 8}
 
@@ -100,7 +100,7 @@ async def test_closing_sse_mid_answer_stops_and_stores_partial(server):
         events = await sse(
             http,
             "/api/chat/messages",
-            {"message": "Count from one to a thousand", "stream": True, "temperature": 0, "max_tokens": 400},
+            {"message": LONG_ANSWER, "stream": True, "temperature": 0, "max_tokens": 400},
             stop_after_tokens=3,
         )
         start = events[0][1]

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.support.clients import client, wait_for_message_status, ws_session
+from tests.support.clients import LONG_ANSWER, client, wait_for_message_status, ws_session
 
 GREEDY = {"temperature": 0, "max_tokens": 8}
 LONG = {"temperature": 0, "max_tokens": 400}
@@ -60,7 +60,7 @@ async def test_chat_non_streaming_and_history_of_another_session(server):
 
 async def test_cancel_stops_the_answer_and_stores_it_cancelled(server):
     async with ws_session(server) as (ws, hello):
-        await ws.send({"type": "chat", "message": "Count to a thousand", "stream": True, **LONG})
+        await ws.send({"type": "chat", "message": LONG_ANSWER, "stream": True, **LONG})
         start = await ws.recv()
         await ws.until("stream_chunk")
         await ws.send({"type": "ping"})  # answered while the answer streams
@@ -87,7 +87,7 @@ async def test_second_chat_while_streaming_is_refused(server):
 
 async def test_closing_the_socket_mid_answer_stores_partial(server):
     async with ws_session(server) as (ws, hello):
-        await ws.send({"type": "chat", "message": "Count to a thousand", "stream": True, **LONG})
+        await ws.send({"type": "chat", "message": LONG_ANSWER, "stream": True, **LONG})
         start = await ws.recv()
         await ws.until("stream_chunk")
     async with client(server) as http:
@@ -142,7 +142,7 @@ async def test_cancel_with_nothing_running(server):
 
 async def test_cancel_right_after_chat_is_answered(server):
     async with ws_session(server) as (ws, _):
-        await ws.send({"type": "chat", "message": "Count to a thousand", "stream": True, "temperature": 0, "max_tokens": 400})
+        await ws.send({"type": "chat", "message": LONG_ANSWER, "stream": True, "temperature": 0, "max_tokens": 400})
         await ws.send({"type": "cancel"})
         frames, last = await ws.until("stream_end", "cancelled")
         assert last["type"] == "cancelled" or last["status"] == "cancelled"

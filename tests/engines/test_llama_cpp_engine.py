@@ -1,4 +1,5 @@
-"""The embedded llama.cpp engine with the real bundled model: exact greedy output, cancellation
+"""The embedded llama.cpp engine with the real bundled base model: exact greedy output (the same
+as llama-cpp-python given the same transcript prompt and sampler settings), cancellation
 within one token, one generation at a time in arrival order."""
 
 from __future__ import annotations
@@ -13,27 +14,34 @@ from llama_cpp import Llama
 from jarvis.chat.prompt import TEMPLATE_TOKENS_PER_MESSAGE, TEMPLATE_TOKENS_PER_PROMPT
 from jarvis.engines.base import GenerationOptions
 from jarvis.engines.llama_cpp import LlamaCppEngine
+from jarvis.engines.llama_cpp.prompt import TRANSCRIPT_STOPS, transcript
 from jarvis.errors import ModelLoadError, ModelNotFound
 from jarvis.models.store import Manifest, ModelStore
-from tests.support.clients import client, sse, ws_session
+from tests.support.clients import LONG_ANSWER, client, sse, ws_session
 
 PROMPT = [{"role": "user", "content": "Write a short poem about the sea."}]
 GREEDY = GenerationOptions(temperature=0, max_tokens=48)
+LONG = [{"role": "user", "content": LONG_ANSWER}]
 
 
 @pytest.fixture(scope="module")
 def raw_llm(bundled_path):
     """llama-cpp-python used directly, as a user of the raw library would."""
     llm = Llama(model_path=str(bundled_path), n_ctx=4096, verbose=False)
-    llm.chat_format = "gemma"  # the bundled GGUF has no chat template
     yield llm
     llm.close()
 
 
 @pytest.fixture(scope="module")
 def raw_answer(raw_llm) -> str:
-    parts = raw_llm.create_chat_completion(messages=PROMPT, temperature=0, max_tokens=48, stream=True)
-    return "".join(p["choices"][0]["delta"].get("content") or "" for p in parts)
+    """The base model has no chat template: the engine sends a transcript with stop sequences
+    and Ollama's default repeat penalty (1.1 over the last 64 tokens, llama-cpp-python's
+    window); greedy, llama-cpp-python answers the same prompt with exactly this text."""
+    return _raw_completion(raw_llm)["choices"][0]["text"].lstrip()
+
+
+def _raw_completion(llm) -> dict:
+    return llm.create_completion(transcript(PROMPT), temperature=0, repeat_penalty=1.1, max_tokens=48, stop=TRANSCRIPT_STOPS)
 
 
 @pytest.fixture
@@ -44,12 +52,12 @@ async def engine(models_dir):
     await engine.close()
 
 
-async def test_greedy_stream_equals_raw_engine(engine, raw_answer):
+async def test_greedy_stream_equals_raw_engine(engine, raw_answer, raw_llm):
     chunks = [c async for c in engine.stream("gemma3:270m", PROMPT, GREEDY)]
-    assert raw_answer  # the Gemma turn format makes the base model answer
+    assert raw_answer
     assert "".join(c.text for c in chunks) == raw_answer
-    assert chunks[-1].finish_reason == "length"
-    assert chunks[-1].usage.completion_tokens == len([c for c in chunks if c.text])
+    assert chunks[-1].finish_reason == "stop"  # the transcript's stop sequences end the answer
+    assert chunks[-1].usage.completion_tokens == _raw_completion(raw_llm)["usage"]["completion_tokens"]
 
 
 async def test_greedy_sse_and_websocket_equal_raw_engine(server, raw_answer):
@@ -68,9 +76,9 @@ async def test_greedy_sse_and_websocket_equal_raw_engine(server, raw_answer):
 async def test_closing_the_stream_stops_within_one_token(engine):
     options = GenerationOptions(temperature=0, max_tokens=300)
     loaded = engine.loaded
-    prompt_tokens = await engine.count_prompt_tokens("gemma3:270m", PROMPT)
+    prompt_tokens = await engine.count_prompt_tokens("gemma3:270m", LONG)
     received = 0
-    async with aclosing(engine.stream("gemma3:270m", PROMPT, options)) as stream:
+    async with aclosing(engine.stream("gemma3:270m", LONG, options)) as stream:
         async for chunk in stream:
             received += 1
             if received == 5:
@@ -104,7 +112,7 @@ async def test_cancelling_the_consumer_task_frees_the_engine(engine):
     started = asyncio.Event()
 
     async def consume() -> None:
-        async for _ in engine.stream("gemma3:270m", PROMPT, GenerationOptions(temperature=0, max_tokens=300)):
+        async for _ in engine.stream("gemma3:270m", LONG, GenerationOptions(temperature=0, max_tokens=300)):
             started.set()
 
     task = asyncio.create_task(consume())
@@ -174,8 +182,8 @@ async def test_the_same_greedy_request_twice_gives_the_same_answer(engine):
     assert answers[0] == answers[1] == answers[2]
 
 
-async def test_system_prompt_reaches_a_gemma_model_without_template(engine):
-    """llama-cpp-python's `gemma` format drops system messages; the engine folds them in."""
+async def test_system_prompt_reaches_a_model_without_template(engine):
+    """llama-cpp-python's `gemma` format drops system messages; the transcript keeps them."""
     plain = await engine.count_prompt_tokens("gemma3:270m", PROMPT)
     with_system = await engine.count_prompt_tokens(
         "gemma3:270m", [{"role": "system", "content": "You are JARVIS, a helpful assistant."}, *PROMPT]

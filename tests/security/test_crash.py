@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.cli import JARVIS, REPO, running, server_env
+from tests.support.clients import LONG_ANSWER
 from tests.support.gguf_files import gguf_bytes
 from tests.support.hub import Fault
 from tests.support.postgres import free_port
@@ -26,7 +27,7 @@ def test_kill_9_during_a_streaming_answer(tmp_path, models_dir):
     command = [str(JARVIS), "serve", "--port", str(port)]
     received = ""
     with running(command, port=port, env=env, cwd=REPO, log=tmp_path / "first.log") as server:
-        body = {"message": "Count from one to a thousand", "stream": True, "temperature": 0, "max_tokens": 2000}
+        body = {"message": LONG_ANSWER, "stream": True, "temperature": 0, "max_tokens": 2000}
         with httpx.stream("POST", server.url + "/api/chat/messages", json=body, timeout=60) as response:
             started_at = time.monotonic()
             event = None

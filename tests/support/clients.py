@@ -11,6 +11,10 @@ from websockets.asyncio.client import connect
 
 TIMEOUT = httpx.Timeout(120.0)
 
+# A message the bundled base model answers at length (it echoes the count, about 700 tokens),
+# for tests that stop an answer midway: a short question ends within a few tokens.
+LONG_ANSWER = "Count to a thousand: " + " ".join(map(str, range(1, 400)))
+
 
 def client(server) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=server.url, timeout=TIMEOUT)

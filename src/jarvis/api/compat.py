@@ -75,4 +75,5 @@ def split_conversation(messages: list[dict]) -> tuple[str, list[dict]]:
     return messages[-1]["content"], messages
 
 
-FINISH_REASONS = {"command": "stop", "stop": "stop", "length": "length", "tool_calls": "tool_calls"}
+# Ours -> OpenAI's and Ollama's: a loop cut short (`repetition`) ends as a plain stop there.
+FINISH_REASONS = {"command": "stop", "stop": "stop", "length": "length", "tool_calls": "tool_calls", "repetition": "stop"}

@@ -18,6 +18,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from jarvis.chat.prompt import build_messages, fit_to_context
+from jarvis.chat.tool_choice import wanted_tools
 from jarvis.config import Settings
 from jarvis.engines.base import Chunk, Engine, GenerationOptions, Usage
 from jarvis.engines.router import EngineRouter
@@ -183,12 +184,14 @@ class ChatService:
         persist: bool = True,
         client_tools: list[dict] | None = None,
         user: str = "default",
+        sampling: dict | None = None,
     ) -> Reply:
         """Check a request for an answer without writing anything.
 
         `text` is the new user message. Natively the conversation is the session's stored
         history; OpenAI- and Ollama-style callers send the whole `conversation` themselves
         (ending with `text`), and with `persist=False` nothing is stored at all.
+        `sampling` holds further sampler settings by GenerationOptions name (top_k, …).
         `create_missing` lets a WebSocket connection use the session id it was given
         before that session is stored. Raises InvalidInput, PayloadTooLarge,
         SessionNotFound, ModelNotFound.
@@ -213,8 +216,8 @@ class ChatService:
         engine, engine_model = await self.engines.check(model)
         if hasattr(engine, "check_queue"):
             engine.check_queue()  # refuse now, before anything is stored
-        if client_tools and not engine.supports_tools:
-            raise InvalidInput(f"model {model!r} cannot call tools ({engine.name} engine)")
+        if client_tools and not await engine.tools_supported(engine_model):
+            raise InvalidInput(f"model {model!r} cannot call tools: its chat template has no place for them")
         if self.plugins:
             text_for_model = await self.plugins.before_message(text, self.context(new_session_id, model, user))
         else:
@@ -226,6 +229,7 @@ class ChatService:
             seed=seed,
             stop=stop or [],
             json_mode=json_mode,
+            **(sampling or {}),
         )
         recalled = await self._recall(text, user)
         memory_block = render_for_prompt(recalled)
@@ -325,11 +329,17 @@ class ChatService:
                 async for chunk in chunks:
                     yield chunk
             return
-        tools = self.plugins.tools() if self.plugins and reply.engine.supports_tools else {}
+        tools = {}
+        if self.plugins and await reply.engine.tools_supported(reply.engine_model):
+            every = {name: tool for name, (_record, tool) in self.plugins.tools().items()}
+            local = reply.engine is self.engines.local
+            tools = wanted_tools(reply.text, every, policy=self.settings.chat_tools, local=local)
         specs = [
             {"type": "function", "function": {"name": name, "description": tool.description, "parameters": tool.parameters}}
-            for name, (_record, tool) in tools.items()
+            for name, tool in tools.items()
         ]
+        called: set[str] = set()  # tools run for this answer
+        results: list[tuple[str, str]] = []  # the last round's (tool, result)
         messages = list(reply.messages)
         prompt_tokens = completion_tokens = 0
         for round_number in range(MAX_TOOL_ROUNDS + 1):
@@ -352,6 +362,15 @@ class ChatService:
             if not final.tool_calls:
                 yield Chunk(finish_reason=final.finish_reason, usage=usage)
                 return
+            if called and all(call["name"] in called for call in final.tool_calls):
+                # A small model given a tool's result often calls the same tool again (with
+                # the result as its argument) instead of answering: the results are the answer.
+                log.info("the model called %s again instead of answering; answering with the results",
+                         ", ".join(call["name"] for call in final.tool_calls))
+                yield Chunk(text=_results_text(results))
+                yield Chunk(finish_reason="stop", usage=usage)
+                return
+            results = []
             messages.append({
                 "role": "assistant",
                 "content": "".join(parts),
@@ -362,9 +381,15 @@ class ChatService:
             })
             context = self.context(reply.session_id, reply.model, reply.user)
             for call in final.tool_calls:
-                result = await self.plugins.call_tool(call["name"], call["arguments"], context)
+                if call["name"] not in tools:  # engines parse only offered calls; never run another
+                    log.warning("the model called %r, which was not offered; not run", call["name"])
+                    result = f"error: there is no tool named {call['name']!r}"
+                else:
+                    result = await self.plugins.call_tool(call["name"], call["arguments"], context)
                 log.info("tool %s(%s) returned %d characters", call["name"], call["arguments"], len(result))
                 messages.append({"role": "tool", "tool_call_id": call["id"], "content": result})
+                called.add(call["name"])
+                results.append((call["name"], result))
 
     def _default_model(self) -> str:
         """The configured default when it can be served, else whatever model is loaded."""
@@ -495,6 +520,12 @@ class ChatService:
         """Wait for final writes still in flight (at shutdown)."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _results_text(results: list[tuple[str, str]]) -> str:
+    if len(results) == 1:
+        return results[0][1]
+    return "\n".join(f"{name}: {result}" for name, result in results)
 
 
 def _title(text: str) -> str:

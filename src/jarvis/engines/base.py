@@ -16,6 +16,16 @@ class GenerationOptions:
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
     json_mode: bool = False  # constrain the answer to a JSON object where the engine can
+    # further sampler settings (Ollama's option names); None: the model's or Ollama's default
+    top_k: int | None = None
+    min_p: float | None = None
+    repeat_penalty: float | None = None
+    repeat_last_n: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+
+
+SAMPLING_FIELDS = ("top_k", "min_p", "repeat_penalty", "repeat_last_n", "presence_penalty", "frequency_penalty")
 
 
 @dataclass(frozen=True)
@@ -51,7 +61,6 @@ class Engine(Protocol):
     """
 
     name: str
-    supports_tools: bool
 
     def stream(
         self, model: str, messages: list[dict], options: GenerationOptions, tools: list[dict] | None = None
@@ -61,6 +70,10 @@ class Engine(Protocol):
 
     async def embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
         """Embedding vectors of `texts`, and the prompt tokens they took."""
+        ...
+
+    async def tools_supported(self, model: str) -> bool:
+        """Whether `model` can be offered tools (the local engine: its chat template renders them)."""
         ...
 
     async def list_models(self) -> list[ModelInfo]: ...

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from jarvis.engines.base import Chunk, GenerationOptions, ModelInfo, Usage, tool_arguments
+from jarvis.engines.base import SAMPLING_FIELDS, Chunk, GenerationOptions, ModelInfo, Usage, tool_arguments
 from jarvis.engines.http_errors import error_message, raise_for_status, unreachable
 from jarvis.engines.remote import RemoteEngine
 from jarvis.errors import EngineError
@@ -73,6 +73,7 @@ def _ollama_options(options: GenerationOptions) -> dict:
         "top_p": options.top_p,
         "seed": options.seed,
         "stop": options.stop or None,
+        **{name: getattr(options, name) for name in SAMPLING_FIELDS},  # Ollama's own option names
     }
     return {key: value for key, value in mapped.items() if value is not None}
 

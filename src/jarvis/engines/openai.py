@@ -87,6 +87,9 @@ def _openai_options(options: GenerationOptions) -> dict:
         "top_p": options.top_p,
         "seed": options.seed,
         "stop": options.stop or None,
+        # OpenAI's own penalties; top_k and repeat_penalty are not OpenAI's and are left out
+        "presence_penalty": options.presence_penalty,
+        "frequency_penalty": options.frequency_penalty,
     }
     return {key: value for key, value in mapped.items() if value is not None}
 

@@ -11,7 +11,6 @@ from jarvis.engines.http_errors import raise_for_status, unreachable
 
 class RemoteEngine:
     name = "remote"
-    supports_tools = True
 
     def __init__(self, base_url: str, *, headers: dict | None = None, timeout: float = 600.0) -> None:
         self.base_url = base_url.rstrip("/")
@@ -32,6 +31,9 @@ class RemoteEngine:
 
     async def context_length(self, model: str) -> int | None:
         return None  # neither API tells
+
+    async def tools_supported(self, model: str) -> bool:
+        return True  # the server renders the tools, or says it cannot
 
     async def count_prompt_tokens(self, model: str, messages: list[dict]) -> int:
         return estimate_prompt_tokens(messages)

@@ -157,4 +157,6 @@ def read_metadata(path: Path) -> dict:
         "context_length": meta.get(f"{arch}.context_length") if arch else None,
         "quantization": FILE_TYPES.get(meta.get("general.file_type")),
         "has_chat_template": "tokenizer.chat_template" in meta,
+        # the author's sampler settings, where the file carries them (llama.cpp's general.sampling.*)
+        "sampling": {key: value for key, value in meta.items() if key.startswith("general.sampling.")},
     }

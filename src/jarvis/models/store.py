@@ -45,6 +45,8 @@ class Manifest:
     verified: bool = True
     # every file of a split GGUF, in order: {"file", "digest", "size"}; one entry for a single file
     files: list[dict] = field(default_factory=list)
+    # the publisher's sampler settings (an Ollama model's params layer: temperature, top_k, …)
+    parameters: dict = field(default_factory=dict)
     installed_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
 
     def to_dict(self) -> dict:
@@ -125,6 +127,11 @@ class ModelStore:
         """Installed models (a manifest whose blobs are all present), by name."""
         names = sorted(m.name for m in self._all_manifests())
         return [manifest for name in names if (manifest := self.get(name))]
+
+    def parameters(self, name: str) -> dict:
+        """The sampler settings `name` was published with (empty when none or not installed)."""
+        manifest = self.get(name)
+        return dict(manifest.parameters) if manifest else {}
 
     def model_path(self, name: str) -> Path | None:
         """The path llama.cpp opens: the blob, or for a split GGUF the first of its named links."""

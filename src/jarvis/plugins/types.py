@@ -38,3 +38,6 @@ class Tool:
     description: str
     parameters: dict
     handler: Callable[[dict, Context], Any]
+    # words (any language) that suggest a message needs this tool; small local models are
+    # offered a tool only then (see chat/tool_choice.py). Its name's words count too.
+    keywords: tuple[str, ...] = ()

@@ -12,6 +12,7 @@ from sse_starlette import EventSourceResponse
 from jarvis.api.deps import AdminOnly, ServicesDep
 from jarvis.api.schemas import CancelRequest, DownloadRequest, ModelKeyRequest
 from jarvis.errors import Conflict, ModelNotFound
+from jarvis.models.capabilities import capabilities, kind
 from jarvis.models.catalog import load_catalog
 from jarvis.models.fit import fits
 from jarvis.models.installed import find_installed
@@ -22,10 +23,13 @@ router = APIRouter(prefix="/api/models", tags=["models"])
 
 
 def model_dict(manifest: Manifest, services: Services) -> dict:
+    """An installed model as the API shows it (reads the file's header once: call off the loop)."""
     loaded = services.engines.local.loaded
     return {
         "id": manifest.name,
         **manifest.to_dict(),
+        "kind": kind(manifest),
+        "capabilities": capabilities(services.store, manifest),
         "active": bool(loaded and loaded.name == manifest.name),
         "status": "installed",
     }
@@ -33,7 +37,9 @@ def model_dict(manifest: Manifest, services: Services) -> dict:
 
 @router.get("")
 async def list_models(services: ServicesDep) -> dict:
-    return {"models": [model_dict(m, services) for m in services.store.list()]}
+    """Installed models; `kind` is `base` for a model without a chat template (it completes
+    text but was not trained to chat), else `instruct`."""
+    return {"models": await asyncio.to_thread(lambda: [model_dict(m, services) for m in services.store.list()])}
 
 
 @router.get("/available")
@@ -80,7 +86,7 @@ async def active_model(services: ServicesDep) -> dict:
     loaded = local.loaded
     manifest = services.store.get(loaded.name) if loaded else None
     return {
-        "model": model_dict(manifest, services) if manifest else None,
+        "model": await asyncio.to_thread(model_dict, manifest, services) if manifest else None,
         "engine": local.name,
         "state": local.state,
         "context_length": loaded.n_ctx if loaded else None,

@@ -20,6 +20,7 @@ from sse_starlette import EventSourceResponse
 
 from jarvis.api.compat import FINISH_REASONS, error_route, openai_error, split_conversation, text_of
 from jarvis.api.deps import ServicesDep, UserDep
+from jarvis.engines.base import SAMPLING_FIELDS
 from jarvis.chat.service import Failed, Finished, Started, Token, run_to_end
 from jarvis.errors import InvalidInput
 
@@ -56,6 +57,16 @@ class Sampling(BaseModel):
     n: Annotated[int, Field(ge=1, le=1, description="only 1 is supported")] = 1
     stop: str | Annotated[list[str], Field(max_length=4)] | None = None
     seed: int | None = None
+    presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
+    # not OpenAI's, but llama-server's and vLLM's: clients of those send them
+    top_k: Annotated[int, Field(ge=0, le=1000)] | None = None
+    min_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    repeat_penalty: Annotated[float, Field(gt=0, le=10)] | None = None
+
+    @property
+    def sampling(self) -> dict:
+        return {name: value for name in SAMPLING_FIELDS if (value := getattr(self, name, None)) is not None}
 
     @property
     def stops(self) -> list[str]:
@@ -142,6 +153,7 @@ async def chat_completions(body: ChatCompletionRequest, services: ServicesDep, u
         persist=session is not None,
         user=user,
         client_tools=body.tools or None,
+        sampling=body.sampling,
     )
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
@@ -198,7 +210,7 @@ async def completions(body: CompletionRequest, services: ServicesDep):
     prompt = body.prompt if isinstance(body.prompt, str) else "".join(body.prompt)
     engine, engine_model, options = await services.chat.prepare_completion(
         body.model, prompt, max_tokens=body.limit or 16, temperature=body.temperature, top_p=body.top_p,
-        seed=body.seed, stop=body.stops,
+        seed=body.seed, stop=body.stops, **body.sampling,
     )
     completion_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
 

@@ -117,4 +117,6 @@ def jarvis_tools() -> list[Tool]:
         "properties": {"expression": {"type": "string", "description": "arithmetic such as 2*(3+4) or sqrt(2)"}},
         "required": ["expression"],
     }
-    return [Tool("calculator", "Evaluate an arithmetic expression exactly.", schema, calc_tool)]
+    keywords = ("calculate", "compute", "sqrt", "plus", "minus", "times", "divided", "percent",
+                "rechne", "berechne", "mal", "geteilt", "prozent", "wurzel")
+    return [Tool("calculator", "Evaluate an arithmetic expression exactly.", schema, calc_tool, keywords)]

@@ -39,4 +39,7 @@ def jarvis_commands() -> list[Command]:
 
 @hookimpl
 def jarvis_tools() -> list[Tool]:
-    return [Tool("current_time", "The current local date and time in ISO 8601.", {"type": "object", "properties": {}}, time_tool)]
+    keywords = ("time", "date", "today", "day", "clock", "now", "uhr", "uhrzeit", "datum", "heute", "tag", "wochentag",
+                "spät", "jetzt")
+    return [Tool("current_time", "The current local date and time in ISO 8601.", {"type": "object", "properties": {}},
+                 time_tool, keywords)]

@@ -4,7 +4,8 @@ Generation runs on one dedicated thread per loaded model, never on the event loo
 One generation per model at a time: callers wait on an asyncio.Lock, which hands the
 model over in arrival order (FIFO). Closing the stream sets a flag that the generating
 thread checks after every token, so it stops within one token and the lock is released
-only once the thread is done with the model.
+only once the thread is done with the model. The token loop itself is in generation.py,
+prompts in prompt.py, sampler settings in sampling.py, tool calls in tool_calls.py.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jarvis.engines.base import Chunk, GenerationOptions, ModelInfo, Usage
-from jarvis.errors import ModelLoadError, ModelNotFound, TooManyRequests
+from jarvis.engines.llama_cpp.generation import Request, Vocabulary, generate
+from jarvis.engines.llama_cpp.prompt import ChatPrompt
+from jarvis.engines.llama_cpp.sampling import model_defaults, resolve
+from jarvis.errors import InvalidInput, ModelLoadError, ModelNotFound, TooManyRequests
 from jarvis.models.gguf_info import read_metadata
 from jarvis.models.store import ModelStore
 
 log = logging.getLogger(__name__)
-
-_DONE = object()
 
 
 @dataclass
@@ -36,8 +38,9 @@ class LoadedModel:
     path: Path
     llm: object  # llama_cpp.Llama
     n_ctx: int
-    format_prompt: Callable[[list[dict]], str] | None
-    fold_system: bool  # the chat format drops system messages: fold them into the first user turn
+    prompt: ChatPrompt
+    vocab: Vocabulary
+    sampling: dict  # the model's own sampler settings (GGUF keys, Ollama params)
     load_seconds: float
     executor: ThreadPoolExecutor
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -45,9 +48,6 @@ class LoadedModel:
 
 class LlamaCppEngine:
     name = "llama_cpp"
-    # llama-cpp-python calls tools only through special chat formats (functionary, …) that
-    # the bundled model was not trained for; plugin commands work with it instead.
-    supports_tools = False
 
     def __init__(
         self, store: ModelStore, *, n_ctx: int = 4096, n_threads: int | None = None, max_queue: int | None = None
@@ -84,9 +84,7 @@ class LlamaCppEngine:
             executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{name}")
             started = time.perf_counter()
             try:
-                llm, format_prompt, fold_system = await asyncio.get_running_loop().run_in_executor(
-                    executor, self._open, path, meta
-                )
+                llm, prompt, vocab = await asyncio.get_running_loop().run_in_executor(executor, self._open, path, meta)
             except Exception as exc:
                 executor.shutdown(wait=False)
                 self.state, self.last_error = "error", str(exc)
@@ -96,8 +94,9 @@ class LlamaCppEngine:
                 path=path,
                 llm=llm,
                 n_ctx=llm.n_ctx(),
-                format_prompt=format_prompt,
-                fold_system=fold_system,
+                prompt=prompt,
+                vocab=vocab,
+                sampling=model_defaults(meta.get("sampling") or {}, self.store.parameters(name)),
                 load_seconds=time.perf_counter() - started,
                 executor=executor,
             )
@@ -108,28 +107,16 @@ class LlamaCppEngine:
             return self.loaded
 
     def _open(self, path: Path, meta: dict):
-        from llama_cpp import Llama, llama_chat_format
+        from llama_cpp import Llama
 
         n_ctx = min(self.n_ctx, meta.get("context_length") or self.n_ctx)
         llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=self.n_threads, verbose=False)
-        template = llm.metadata.get("tokenizer.chat_template")
-        fold_system = False
-        if template:
-            formatter = llama_chat_format.Jinja2ChatFormatter(
-                template=template,
-                eos_token=llm._model.token_get_text(llm.token_eos()),
-                bos_token=llm._model.token_get_text(llm.token_bos()),
-            )
-        elif (meta.get("architecture") or "").startswith("gemma"):
-            # A Gemma GGUF without a template (the bundled base model): llama-cpp-python
-            # would fall back to the llama-2 format, which Gemma answers with end-of-turn.
-            llm.chat_format = "gemma"
-            formatter = llama_chat_format.format_gemma
-            fold_system = True
-        else:
-            formatter = None
-        format_prompt = (lambda messages: formatter(messages=messages).prompt) if formatter else None
-        return llm, format_prompt, fold_system
+        prompt = ChatPrompt(
+            llm.metadata.get("tokenizer.chat_template"),
+            eos_token=llm._model.token_get_text(llm.token_eos()),
+            bos_token=llm._model.token_get_text(llm.token_bos()),
+        )
+        return llm, prompt, Vocabulary(llm)
 
     def _emit(self, kind: str, data: dict) -> None:
         if self.on_event is not None:
@@ -168,15 +155,29 @@ class LlamaCppEngine:
     async def stream(
         self, model: str, messages: list[dict], options: GenerationOptions, tools: list[dict] | None = None
     ) -> AsyncIterator[Chunk]:
+        """The answer to `messages`; with `tools` (OpenAI-style specs) the last chunk may carry
+        calls of those tools instead of text. Raises ModelNotFound, ModelLoadError,
+        TooManyRequests, InvalidInput (the model's template refuses the messages)."""
         with self._queued():
             while True:
                 loaded = await self._ensure(model)
                 async with loaded.lock:
                     if self.loaded is not loaded:  # swapped out while we waited in the queue
                         continue
-                    async for chunk in self._generate(loaded, messages, options):
+                    offered = tools if tools and loaded.prompt.supports_tools else None
+                    rendered = await asyncio.to_thread(_render, loaded, messages, offered)
+                    tokens = await asyncio.to_thread(_tokens, loaded, rendered.text)
+                    request = self._request(loaded, tokens, options, stop=rendered.stop, tools=offered)
+                    async for chunk in self._generate(loaded, request):
                         yield chunk
                     return
+
+    async def tools_supported(self, model: str) -> bool:
+        """Whether `model` can be offered tools: its chat template renders a tool list."""
+        return (await self._ensure(model)).prompt.supports_tools
+
+    async def is_chat_model(self, model: str) -> bool:
+        return (await self._ensure(model)).prompt.is_chat
 
     def check_queue(self) -> None:
         """Raises TooManyRequests when `max_queue` answers already wait behind the running one."""
@@ -194,84 +195,66 @@ class LlamaCppEngine:
             self.waiting -= 1
 
     async def complete(self, model: str, prompt: str, options: GenerationOptions) -> AsyncIterator[Chunk]:
-        """Raw text completion of `prompt` (no chat template), in the same queue as chat."""
+        """Raw text completion of `prompt` (no chat template; special tokens written in it
+        count as such, as Ollama's `raw` mode expects), in the same queue as chat."""
         with self._queued():
             while True:
                 loaded = await self._ensure(model)
                 async with loaded.lock:
                     if self.loaded is not loaded:
                         continue
-                    async for chunk in self._generate(loaded, None, options, prompt=prompt):
+                    tokens = await asyncio.to_thread(loaded.llm.tokenize, prompt.encode(), True, True)
+                    async for chunk in self._generate(loaded, self._request(loaded, tokens, options, raw=True)):
                         yield chunk
                     return
 
-    async def _generate(
-        self, loaded: LoadedModel, messages: list[dict] | None, options: GenerationOptions, *, prompt: str | None = None
-    ) -> AsyncIterator[Chunk]:
+    def _request(
+        self, loaded: LoadedModel, tokens: list[int], options: GenerationOptions, *, stop: list[str] = (), tools=None,
+        raw: bool = False,
+    ) -> Request:
+        if len(tokens) >= loaded.n_ctx:
+            raise InvalidInput(f"the prompt takes {len(tokens)} tokens; the model's context holds {loaded.n_ctx}")
+        return Request(
+            tokens=tokens,
+            sampling=resolve(options, loaded.sampling),
+            max_tokens=options.max_tokens or loaded.n_ctx,
+            stop=[*options.stop, *stop],
+            offered_tools={spec["function"]["name"] for spec in tools} if tools else None,
+            json_mode=options.json_mode,
+            strip_leading=not loaded.prompt.is_chat and not raw,
+        )
+
+    async def _generate(self, loaded: LoadedModel, request: Request) -> AsyncIterator[Chunk]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
-        stop = threading.Event()
+        cancel = threading.Event()
         put = queue.put_nowait
-        kwargs = {
-            "temperature": options.temperature,
-            "top_p": options.top_p,
-            "max_tokens": options.max_tokens,
-            "seed": options.seed,
-            "stop": options.stop or None,
-            "response_format": {"type": "json_object"} if options.json_mode else None,
-        }
-        kwargs = {key: value for key, value in kwargs.items() if value is not None}
 
         def work() -> None:
             try:
-                # Evaluate every prompt from scratch. llama-cpp-python reuses the cached prefix
-                # of the previous prompt, and with the sliding-window KV cache of Gemma 3 that
-                # changes the answer: the same greedy request asked twice gives two different
-                # texts. Correct and repeatable beats the saved prompt evaluation.
-                loaded.llm.reset()
-                if prompt is None:
-                    parts = loaded.llm.create_chat_completion(messages=messages, stream=True, **kwargs)
-                else:
-                    kwargs.pop("response_format", None)
-                    parts = loaded.llm.create_completion(prompt=prompt, stream=True, **kwargs)
-                try:
-                    for part in parts:
-                        if stop.is_set():
-                            break
-                        choice = part["choices"][0]
-                        text = (choice["delta"].get("content") if prompt is None else choice.get("text")) or ""
-                        reason = choice.get("finish_reason")
-                        if text or reason:
-                            loop.call_soon_threadsafe(put, (text, reason))
-                finally:
-                    parts.close()
+                outcome = generate(loaded.llm, loaded.vocab, request, lambda text: loop.call_soon_threadsafe(put, text), cancel)
             except BaseException as exc:  # handed to the consumer, which re-raises it
                 loop.call_soon_threadsafe(put, exc)
             else:
-                loop.call_soon_threadsafe(put, _DONE)
+                loop.call_soon_threadsafe(put, outcome)
 
-        if prompt is None:
-            messages = _fold_system(messages) if loaded.fold_system else messages
-            prompt_tokens = await self._count_in_thread(loaded, messages)
-        else:
-            prompt_tokens = len(await asyncio.to_thread(loaded.llm.tokenize, prompt.encode(), True, True))
         done = loop.run_in_executor(loaded.executor, work)
-        produced = 0
-        reason = None
         try:
             while True:
                 item = await queue.get()
-                if item is _DONE:
-                    break
+                if isinstance(item, str):
+                    yield Chunk(text=item)
+                    continue
                 if isinstance(item, BaseException):
                     raise item
-                text, reason = item
-                if text:
-                    produced += 1
-                    yield Chunk(text=text)
-            yield Chunk(finish_reason=reason or "stop", usage=Usage(prompt_tokens, produced))
+                yield Chunk(
+                    finish_reason=item.reason,
+                    usage=Usage(len(request.tokens), item.completion_tokens),
+                    tool_calls=item.tool_calls,
+                )
+                return
         finally:
-            stop.set()
+            cancel.set()
             await asyncio.shield(done)
 
     # --- embeddings ----------------------------------------------------------------------
@@ -337,10 +320,7 @@ class LlamaCppEngine:
 
     async def count_prompt_tokens(self, model: str, messages: list[dict]) -> int:
         loaded = await self._ensure(model)
-        return await self._count_in_thread(loaded, messages)
-
-    async def _count_in_thread(self, loaded: LoadedModel, messages: list[dict]) -> int:
-        # Tokenizing is quick but not free; it must not run on the event loop either.
+        # Rendering and tokenizing are quick but not free; not on the event loop.
         return await asyncio.to_thread(_count_prompt, loaded, messages)
 
     async def close(self) -> None:
@@ -348,24 +328,20 @@ class LlamaCppEngine:
         await self._close_embedder()
 
 
-def _fold_system(messages: list[dict]) -> list[dict]:
-    """System text moved to the start of the first user turn, as Gemma's own template does
-    (llama-cpp-python's `gemma` format silently drops system messages)."""
-    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system" and m.get("content"))
-    rest = [m for m in messages if m["role"] != "system"]
-    if not system:
-        return rest
-    for index, message in enumerate(rest):
-        if message["role"] == "user":
-            return [*rest[:index], {**message, "content": f"{system}\n\n{message['content']}"}, *rest[index + 1 :]]
-    return [{"role": "user", "content": system}, *rest]
+def _render(loaded: LoadedModel, messages: list[dict], tools: list[dict] | None):
+    try:
+        return loaded.prompt.render(messages, tools)
+    except ValueError as exc:  # the template's own raise_exception: the messages break its rules
+        raise InvalidInput(f"the model's chat template refused the conversation: {exc}") from exc
 
 
 def _count_prompt(loaded: LoadedModel, messages: list[dict]) -> int:
-    """The exact prompt length when the chat format is known, else the sum over messages."""
-    if loaded.fold_system:
-        messages = _fold_system(messages)
-    llm = loaded.llm
-    if loaded.format_prompt:
-        return len(llm.tokenize(loaded.format_prompt(messages).encode(), add_bos=True, special=True))
-    return sum(len(llm.tokenize(m["content"].encode(), add_bos=False)) + 4 for m in messages)
+    return len(_tokens(loaded, _render(loaded, messages, None).text))
+
+
+def _tokens(loaded: LoadedModel, text: str) -> list[int]:
+    """A rendered chat prompt as tokens. A template writes its own BOS and turn markers, which
+    must become special tokens; a base model's transcript gets the BOS its vocabulary asks
+    for, and its text (what users wrote) can never turn into control tokens."""
+    chat = loaded.prompt.is_chat
+    return loaded.llm.tokenize(text.encode(), add_bos=not chat, special=chat)
