@@ -313,3 +313,21 @@ async def test_real_model_pulled_activated_and_chatted_with(hub, dl_server, bund
     assert models["hf.co/acme/gemma-GGUF:Q4_K_M"]["verified"] is True
     store = dl_server.settings.models_dir
     assert leftovers(store) == [] and len(blob_names(store)) == 1  # one blob behind three names
+
+
+async def test_ollama_params_layer_sets_the_models_sampling_and_stops(hub, dl_server, bundled_path):
+    """Ollama publishes sampler settings and stop words beside the weights (the params layer):
+    they are kept with the model, shown by /api/show, and used when it answers."""
+    params = {"temperature": 0, "top_k": 7, "repeat_penalty": 1.0, "stop": ["Paris"]}
+    hub.add_ollama_model("library/tuned", "1b", model=str(bundled_path), params=params)
+    async with client(dl_server) as http:
+        events = await pull_and_wait(http, "tuned:1b")
+        assert events[-1]["status"] == "completed", events[-1]
+        shown = (await http.post("/api/show", json={"model": "tuned:1b"})).json()
+        reply = await http.post("/api/chat/messages", json={"message": "What is the capital of France?", "model": "tuned:1b"})
+    assert read_manifest(dl_server.settings.models_dir, "tuned:1b")["parameters"] == params
+    assert "top_k 7" in shown["parameters"] and "temperature 0" in shown["parameters"]
+    assert reply.status_code == 200, reply.text
+    answer = reply.json()
+    # the base model answers "The capital of France is Paris."; the publisher's stop ends it before
+    assert answer["content"] == "The capital of France is " and answer["finish_reason"] == "stop"

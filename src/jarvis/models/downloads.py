@@ -435,6 +435,7 @@ class DownloadManager:
             url=plan.files[0].url,
             verified=all(f.digest for f in plan.files),
             files=[{"file": f.file, "digest": d, "size": p.stat().st_size} for f, d, p in zip(plan.files, digests, paths)],
+            parameters=plan.parameters,
         )
         replaced = self.store.get(plan.name)
         self.store.save(manifest)

@@ -23,6 +23,7 @@ class Plan:
     repo: str | None = None
     quantization: str | None = None
     files: list[RemoteFile] = field(default_factory=list)
+    parameters: dict = field(default_factory=dict)  # the publisher's sampler settings (Ollama's params layer)
 
     @property
     def total_bytes(self) -> int | None:

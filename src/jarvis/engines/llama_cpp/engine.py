@@ -41,6 +41,7 @@ class LoadedModel:
     prompt: ChatPrompt
     vocab: Vocabulary
     sampling: dict  # the model's own sampler settings (GGUF keys, Ollama params)
+    stops: list[str]  # the publisher's stop sequences (Ollama params)
     load_seconds: float
     executor: ThreadPoolExecutor
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -79,6 +80,7 @@ class LlamaCppEngine:
             if path is None:
                 raise ModelNotFound(f"model {name!r} is not installed")
             meta = await asyncio.to_thread(read_metadata, path)  # refuses a bad header before llama.cpp sees it
+            parameters = self.store.parameters(name)
             await self._unload_locked()
             self.state = "loading"
             executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{name}")
@@ -96,7 +98,8 @@ class LlamaCppEngine:
                 n_ctx=llm.n_ctx(),
                 prompt=prompt,
                 vocab=vocab,
-                sampling=model_defaults(meta.get("sampling") or {}, self.store.parameters(name)),
+                sampling=model_defaults(meta.get("sampling") or {}, parameters),
+                stops=[s for s in parameters.get("stop") or [] if isinstance(s, str) and s][:16],
                 load_seconds=time.perf_counter() - started,
                 executor=executor,
             )
@@ -218,7 +221,7 @@ class LlamaCppEngine:
             tokens=tokens,
             sampling=resolve(options, loaded.sampling),
             max_tokens=options.max_tokens or loaded.n_ctx,
-            stop=[*options.stop, *stop],
+            stop=[*options.stop, *stop, *loaded.stops],
             offered_tools={spec["function"]["name"] for spec in tools} if tools else None,
             json_mode=options.json_mode,
             strip_leading=not loaded.prompt.is_chat and not raw,

@@ -5,6 +5,9 @@ and only when that realm is on the registry's own host."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import re
 from urllib.parse import urlsplit
 
@@ -23,7 +26,10 @@ MANIFEST_TYPES = ", ".join(
     ]
 )
 MODEL_LAYER = "application/vnd.ollama.image.model"
+PARAMS_LAYER = "application/vnd.ollama.image.params"  # JSON: the publisher's sampler settings and stops
+MAX_PARAMS_BYTES = 64 * 1024
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+log = logging.getLogger(__name__)
 
 
 class OllamaRegistry:
@@ -71,6 +77,27 @@ class OllamaRegistry:
             raise UpstreamError(f"{what}: the manifest has no layers")
         return data
 
+    async def _parameters(self, repo: str, layer: dict) -> dict:
+        """The params layer's settings (temperature, top_k, stop, …), checked against its digest.
+        They tune answers; a pull never fails for them: anything wrong is logged and left out."""
+        digest = str(layer.get("digest", ""))
+        match = DIGEST_RE.fullmatch(digest)
+        if not match or not isinstance(layer.get("size"), int) or not 0 < layer["size"] <= MAX_PARAMS_BYTES:
+            log.warning("ignoring the params layer of %s: bad digest or size", repo)
+            return {}
+        try:
+            response = await self.client.get(f"{self.base_url}/v2/{repo}/blobs/{digest}", headers=self.auth_headers(repo))
+            body = response.content[: MAX_PARAMS_BYTES + 1]
+            if response.status_code != 200 or hashlib.sha256(body).hexdigest() != match.group(1):
+                raise ValueError(f"answer {response.status_code}, or the bytes do not match the digest")
+            parameters = json.loads(body)
+            if not isinstance(parameters, dict):
+                raise ValueError("not a JSON object")
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("ignoring the params layer of %s: %s", repo, exc)
+            return {}
+        return parameters
+
     async def plan(self, ref: ModelRef) -> Plan:
         manifest = await self.manifest(ref.repo, ref.tag)
         layers = [layer for layer in manifest["layers"] if isinstance(layer, dict) and layer.get("mediaType") == MODEL_LAYER]
@@ -84,7 +111,9 @@ class OllamaRegistry:
         if not isinstance(size, int) or size <= 0:
             raise UpstreamError(f"the manifest of {ref.key} gives no size for the model layer")
         name = ollama_model_name(ref.repo, ref.tag)
+        params = [layer for layer in manifest["layers"] if isinstance(layer, dict) and layer.get("mediaType") == PARAMS_LAYER]
         return Plan(
+            parameters=await self._parameters(ref.repo, params[0]) if params else {},
             name=name,
             model_key=ref.key,
             source="ollama",
