@@ -203,3 +203,16 @@ async def test_the_byte_bound_that_skips_counting_holds_for_the_real_tokenizer(e
                 {"role": "assistant", "content": text[:50]}, {"role": "user", "content": text}]
     bound = TEMPLATE_TOKENS_PER_PROMPT + sum(len(m["content"].encode()) + TEMPLATE_TOKENS_PER_MESSAGE for m in messages)
     assert await engine.count_prompt_tokens("gemma3:270m", messages) <= bound
+
+
+async def test_an_answer_caught_in_a_loop_is_stopped_and_marked(engine):
+    """Raw, in Gemma's turn format, the base model repeats the greeting until the token cap
+    (it did so with 512 tokens in every chat before); the loop guard ends it early."""
+    prompt = "<start_of_turn>user\nHallo Jarvis! Wie geht es dir?<end_of_turn>\n<start_of_turn>model\n"
+    for penalty in (None, 1.0):  # Ollama's repeat penalty does not break this loop; the guard does
+        options = GenerationOptions(temperature=0, max_tokens=512, repeat_penalty=penalty)
+        chunks = [c async for c in engine.complete("gemma3:270m", prompt, options)]
+        text = "".join(c.text for c in chunks)
+        assert chunks[-1].finish_reason == "repetition"
+        assert chunks[-1].usage.completion_tokens < 128
+        assert text.count("Hallo Jarvis!") >= 3
