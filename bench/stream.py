@@ -1,11 +1,13 @@
 """Streaming overhead: the raw llama.cpp engine against JARVIS's WebSocket, SSE,
 OpenAI-compatible and Ollama-compatible streaming paths.
 
-Run by hand (never by pytest):  .venv/bin/python bench/stream.py [--tokens 128] [--reps 5]
+Run by hand (never by pytest):  .venv/bin/python bench/stream.py [--tokens 128] [--reps 5] [--model NAME]
 
-The same greedy prompt (temperature 0, fixed max_tokens; the bundled base model never
-stops early) goes through
-  raw  llama-cpp-python in a worker process of its own,
+The same greedy prompt (temperature 0, fixed max_tokens, a prompt that asks for more text
+than that and suggests no tool) to `--model` (default: the default bundled model
+qwen2.5-coder:0.5b; gemma3:270m, the bundled base model, also works) goes through
+  raw  llama-cpp-python in a worker process of its own, prompted as the server's engine
+       prompts that model (see raw_worker),
   ws   the server's `/ws` streaming dialect (`stream_start`, `stream_chunk`…, `stream_end`),
   sse  `POST /api/chat/messages` with `stream: true` (`start`, `token`…, `end`),
   openai  `POST /v1/chat/completions` with `stream: true` (SSE `chat.completion.chunk`s, `[DONE]`),
@@ -33,8 +35,11 @@ from pathlib import Path
 import httpx
 from websockets.sync.client import connect
 
-MODEL = "gemma3:270m"
-PROMPT = "Write a short story about a robot who learns to paint."
+MODEL = "qwen2.5-coder:0.5b"  # the default bundled model (jarvis.config.DEFAULT_MODEL)
+# Long enough never to end before --tokens, and no word that makes the server offer a tool
+# (JARVIS_CHAT_TOOLS=auto offers them on arithmetic, time or system words): a prompt with
+# tools rendered into it would not be the raw engine's prompt.
+PROMPT = "Write a long story about a dragon who learns to read."
 GOAL_RATIO, GOAL_TTFT_MS = 0.97, 10.0
 
 
@@ -52,24 +57,49 @@ def timing(sent: float, stamps: list[float], text: str) -> dict:
 
 
 def raw_worker(conn, model_path: str, threads: int) -> None:
-    """Child process: load the model as the server does, then answer (prompt, tokens) requests."""
+    """Child process: load the model, then answer (prompt, tokens) requests as the server's
+    embedded engine (src/jarvis/engines/llama_cpp/) would with temperature 0.
+
+    The engine has its own token loop, but for a greedy answer it asks llama.cpp for the same
+    thing as these library calls: the prompt evaluated from scratch, penalties (Ollama's
+    default repeat_penalty 1.1 over the last 64 tokens, the Llama object's default
+    last_n_tokens_size), then the most likely token.
+    - A model with a chat template: that template, rendered by the same Jinja formatter
+      (create_chat_completion picks it up from the GGUF).
+    - A model without one (a base model): the engine's plain transcript with its stop
+      sequences, the answer's leading whitespace dropped.
+    """
     from llama_cpp import Llama
 
+    from jarvis.engines.llama_cpp.prompt import TRANSCRIPT_STOPS, transcript
+
     llm = Llama(model_path=model_path, n_ctx=4096, n_threads=threads, verbose=False)
-    llm.chat_format = "gemma"  # the GGUF has no chat template; same choice as engines/llama_cpp.py
-    conn.send("ready")
+    is_chat = bool(llm.metadata.get("tokenizer.chat_template"))
+    conn.send(("ready", is_chat))
     while (job := conn.recv()) is not None:
         prompt, tokens = job
+        messages = [{"role": "user", "content": prompt}]
         stamps, parts = [], []
         sent = time.perf_counter()
-        # The server evaluates every prompt from scratch (engines/llama_cpp.py): do the same,
-        # both for a fair time to first token and because prefix reuse changes Gemma 3's text.
+        # The server evaluates every prompt from scratch (generation.py): do the same, both
+        # for a fair time to first token and because prefix reuse changes Gemma 3's text.
         llm.reset()
-        stream = llm.create_chat_completion(
-            messages=[{"role": "user", "content": prompt}], temperature=0, max_tokens=tokens, stream=True
-        )
-        for part in stream:
-            text = part["choices"][0]["delta"].get("content")
+        if is_chat:
+            stream = llm.create_chat_completion(
+                messages=messages, temperature=0, repeat_penalty=1.1, max_tokens=tokens, stream=True
+            )
+            pieces = (part["choices"][0]["delta"].get("content") for part in stream)
+        else:
+            stream = llm.create_completion(
+                transcript(messages), temperature=0, repeat_penalty=1.1, max_tokens=tokens,
+                stop=list(TRANSCRIPT_STOPS), stream=True,
+            )
+            pieces = (part["choices"][0]["text"] for part in stream)
+        started = is_chat  # a transcript's answer follows "Assistant:": strip what leads it
+        for text in pieces:
+            if text and not started:
+                text = text.lstrip()
+                started = bool(text)
             if text:
                 stamps.append(time.perf_counter())
                 parts.append(text)
@@ -84,7 +114,11 @@ class RawEngine:
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=raw_worker, args=(child, str(model_path), threads), daemon=True)
         self.process.start()
-        if self.conn.recv() != "ready":
+        try:
+            ready, self.is_chat = self.conn.recv()
+        except EOFError:
+            ready = None
+        if ready != "ready":
             raise RuntimeError("raw worker failed to load the model")
 
     def run(self, prompt: str, tokens: int) -> dict:
@@ -143,9 +177,9 @@ def run_sse(client: httpx.Client, prompt: str, tokens: int) -> dict:
     return timing(sent, stamps, "".join(parts))
 
 
-def run_openai(client: httpx.Client, prompt: str, tokens: int) -> dict:
+def run_openai(client: httpx.Client, model: str, prompt: str, tokens: int) -> dict:
     """One streamed answer from the OpenAI-compatible `POST /v1/chat/completions` (nothing stored)."""
-    body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "stream": True,
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": True,
             "temperature": 0, "max_tokens": tokens}
     stamps, parts = [], []
     sent = time.perf_counter()
@@ -167,9 +201,9 @@ def run_openai(client: httpx.Client, prompt: str, tokens: int) -> dict:
     return timing(sent, stamps, "".join(parts))
 
 
-def run_ollama(client: httpx.Client, prompt: str, tokens: int) -> dict:
+def run_ollama(client: httpx.Client, model: str, prompt: str, tokens: int) -> dict:
     """One streamed answer from the Ollama-compatible `POST /api/chat` (NDJSON, nothing stored)."""
-    body = {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "stream": True,
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": True,
             "options": {"temperature": 0, "num_predict": tokens}}
     stamps, parts = [], []
     sent = time.perf_counter()
@@ -195,11 +229,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(port: int, data_dir: Path, models_dir: Path, threads: int) -> subprocess.Popen:
-    """Start `jarvis serve` and wait until the bundled model is active; raises on timeout."""
-    unset = ("JARVIS_API_KEY", "JARVIS_API_KEYS_FILE", "JARVIS_DEFAULT_MODEL")
+def start_server(port: int, data_dir: Path, models_dir: Path, threads: int, model: str) -> subprocess.Popen:
+    """Start `jarvis serve` with `model` as its default and wait until that model is loaded;
+    raises on timeout. Tool choice stays at its default (JARVIS_CHAT_TOOLS=auto)."""
+    unset = ("JARVIS_API_KEY", "JARVIS_API_KEYS_FILE", "JARVIS_CHAT_TOOLS")
     env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(
+        JARVIS_DEFAULT_MODEL=model,
         JARVIS_DATA_DIR=str(data_dir),
         JARVIS_MODELS_DIR=str(models_dir),
         JARVIS_N_THREADS=str(threads),
@@ -209,18 +245,18 @@ def start_server(port: int, data_dir: Path, models_dir: Path, threads: int) -> s
     cmd = [sys.executable, "-m", "jarvis.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)]
     log = log_path.open("wb")
     server = subprocess.Popen(cmd, env=env, cwd=data_dir, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 300  # the first start into an empty store installs the bundled models
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"server exited ({server.returncode}):\n{log_path.read_text()[-2000:]}")
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).json().get("active_model") == MODEL:
+            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).json().get("active_model") == model:
                 return server
         except httpx.TransportError:
             pass
         time.sleep(0.2)
     server.terminate()
-    raise RuntimeError(f"server not ready after 180 s:\n{log_path.read_text()[-2000:]}")
+    raise RuntimeError(f"server not ready after 300 s (is {model} installed?):\n{log_path.read_text()[-2000:]}")
 
 
 def report(results: dict[str, list[dict]], reference: str, tokens: int) -> None:
@@ -249,6 +285,7 @@ def report(results: dict[str, list[dict]], reference: str, tokens: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=MODEL, help=f"an installed or bundled model (default {MODEL})")
     parser.add_argument("--tokens", type=int, default=128, help="max_tokens of every answer")
     parser.add_argument("--reps", type=int, default=5, help="measured rounds after the warm-up")
     parser.add_argument("--prompt", default=PROMPT)
@@ -261,21 +298,26 @@ def main() -> None:
         data_dir = Path(tmp)
         models_dir = args.models_dir or data_dir / "models"
         port = args.port or free_port()
-        server = start_server(port, data_dir, models_dir, args.threads)
+        server = start_server(port, data_dir, models_dir, args.threads, args.model)
         raw = client = None
         try:
             from jarvis.models.store import ModelStore
 
-            raw = RawEngine(ModelStore(models_dir).model_path(MODEL), args.threads)
+            model_path = ModelStore(models_dir).model_path(args.model)
+            if model_path is None:
+                raise SystemExit(f"{args.model} is not in the model store {models_dir}")
+            raw = RawEngine(model_path, args.threads)
             client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
             paths = {
                 "raw": lambda: raw.run(args.prompt, args.tokens),
                 "ws": lambda: run_ws(f"http://127.0.0.1:{port}", args.prompt, args.tokens),
                 "sse": lambda: run_sse(client, args.prompt, args.tokens),
-                "openai": lambda: run_openai(client, args.prompt, args.tokens),
-                "ollama": lambda: run_ollama(client, args.prompt, args.tokens),
+                "openai": lambda: run_openai(client, args.model, args.prompt, args.tokens),
+                "ollama": lambda: run_ollama(client, args.model, args.prompt, args.tokens),
             }
-            print(f"{MODEL}, {args.tokens} tokens, {args.reps} reps, {args.threads} threads, port {port}")
+            prompting = "its chat template" if raw.is_chat else "no chat template: transcript + stops"
+            print(f"{args.model} ({prompting}), {args.tokens} tokens, {args.reps} reps, "
+                  f"{args.threads} threads, port {port}")
             warm = {name: run() for name, run in paths.items()}  # warm-up, not counted
             reference = warm["raw"]["text"]
             results: dict[str, list[dict]] = {name: [] for name in paths}
@@ -291,6 +333,7 @@ def main() -> None:
                         f"  TTFT {r['ttft_ms']:7.1f} ms"
                     )
             report(results, reference, args.tokens)
+            print(f"raw text ({len(reference)} chars): {reference[:200]!r}{'…' if len(reference) > 200 else ''}")
         finally:
             if client:
                 client.close()
