@@ -14,7 +14,7 @@ def run(pieces: list[str], offered=OFFERED) -> tuple[str, str, list[dict]]:
     """(text released while streaming, text released at the end, calls)."""
     tools = ToolCallFilter(set(offered))
     streamed = "".join(tools.feed(piece) for piece in pieces)
-    rest, calls = tools.finish()
+    rest, calls, _refused = tools.finish()
     return streamed, rest, calls
 
 

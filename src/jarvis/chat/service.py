@@ -342,23 +342,35 @@ class ChatService:
         results: list[tuple[str, str]] = []  # the last round's (tool, result)
         messages = list(reply.messages)
         prompt_tokens = completion_tokens = 0
-        for round_number in range(MAX_TOOL_ROUNDS + 1):
-            offered = specs if specs and round_number < MAX_TOOL_ROUNDS else None  # the last round must answer
+        words_only = False  # set when the model reached for a tool it was not offered
+        for round_number in range(MAX_TOOL_ROUNDS + 2):
+            # the last round must answer in words
+            offered = specs if specs and round_number < MAX_TOOL_ROUNDS and not words_only else None
             final: Chunk | None = None
             parts: list[str] = []
             async with aclosing(reply.engine.stream(reply.engine_model, messages, reply.options, offered)) as chunks:
                 async for chunk in chunks:
-                    if chunk.text:
+                    if chunk.finish_reason:
+                        final = chunk  # its text, if any, is decided on below
+                    elif chunk.text:
                         parts.append(chunk.text)
                         yield Chunk(text=chunk.text)
-                    if chunk.finish_reason:
-                        final = chunk
             if final is None:
                 return
             if final.usage:
                 prompt_tokens += final.usage.prompt_tokens or 0
                 completion_tokens += final.usage.completion_tokens or 0
             usage = Usage(prompt_tokens, completion_tokens) if final.usage else None
+            if final.refused_calls and not final.tool_calls and not parts and not words_only:
+                # Only a call of a tool that does not exist (a small model inventing one): ask
+                # again without tools rather than show the user that call's JSON.
+                log.info("the model called %s, which was not offered; asking again without tools",
+                         ", ".join(final.refused_calls))
+                words_only = True
+                continue
+            if final.text:
+                parts.append(final.text)
+                yield Chunk(text=final.text)
             if not final.tool_calls:
                 yield Chunk(finish_reason=final.finish_reason, usage=usage)
                 return

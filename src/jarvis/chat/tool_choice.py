@@ -17,7 +17,9 @@ import re
 from jarvis.plugins.types import Tool
 
 _WORDS = re.compile(r"\w+", re.UNICODE)
-_ARITHMETIC = re.compile(r"\d\s*(?:[-+*/×÷^%]|\*\*)\s*\(?\s*\d")
+_ARITHMETIC = re.compile(
+    r"\d\s*(?:[-+*/×÷^%]|\*\*|times|plus|minus|divided by|mal|geteilt durch|durch)\s*\(?\s*\d", re.IGNORECASE
+)
 
 
 def wanted_tools(text: str, tools: dict[str, Tool], *, policy: str, local: bool) -> dict[str, Tool]:

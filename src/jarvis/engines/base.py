@@ -43,6 +43,8 @@ class Chunk:
     usage: Usage | None = None
     # tools the model wants called: [{"id", "name", "arguments": dict}]
     tool_calls: list[dict] | None = None
+    # tools the model tried to call that were not offered (never run); `text` is then its call text
+    refused_calls: list[str] | None = None
 
 
 @dataclass(frozen=True)

@@ -251,9 +251,11 @@ class LlamaCppEngine:
                 if isinstance(item, BaseException):
                     raise item
                 yield Chunk(
+                    text=item.held,
                     finish_reason=item.reason,
                     usage=Usage(len(request.tokens), item.completion_tokens),
                     tool_calls=item.tool_calls,
+                    refused_calls=item.refused or None,
                 )
                 return
         finally:

@@ -38,6 +38,8 @@ class Outcome:
     reason: str  # stop | length | repetition | tool_calls | cancelled
     completion_tokens: int
     tool_calls: list[dict] | None = None
+    held: str = ""  # text held back as a possible call that was none: the end of the answer
+    refused: list[str] = field(default_factory=list)  # calls of tools that were not offered
 
 
 class Vocabulary:
@@ -170,13 +172,11 @@ def generate(llm, vocab: Vocabulary, request: Request, emit: Callable[[str], Non
             llm.eval([token])
         if not cut:
             hand_out(stops.feed(decoder.decode(b"", final=True))[0] + stops.flush())
-        calls = None
+        calls, held, refused = None, "", []
         if tools is not None:
-            rest, calls = tools.finish()
-            if rest:
-                emit(rest)
+            held, calls, refused = tools.finish()
             if calls and reason in ("stop", "length"):
                 reason = "tool_calls"
-        return Outcome(reason, produced, calls or None)
+        return Outcome(reason, produced, calls or None, held, refused)
     finally:
         sampler.close()

@@ -49,16 +49,18 @@ class ToolCallFilter:
         out, self.held = self.held[: len(self.held) - keep], self.held[len(self.held) - keep :]
         return self._release(out)
 
-    def finish(self) -> tuple[str, list[dict]]:
+    def finish(self) -> tuple[str, list[dict], list[str]]:
+        """(held-back text that is the answer after all, calls of offered tools, names of calls
+        refused because their tool was not offered)."""
         held, self.held = self.held, ""
         if not self.capturing:
-            return held, []
+            return held, [], []
         calls, refused = parse_tool_calls(held, self.offered)
         if refused:
             log.warning("the model asked for tools that were not offered, not run: %s", ", ".join(refused))
         if calls:
-            return "", calls
-        return held, []  # no call after all: it was the answer (a JSON reply, say)
+            return "", calls, refused
+        return held, [], refused  # no call after all: it was the answer (a JSON reply, say)
 
     def _release(self, text: str) -> str:
         if text.strip():

@@ -117,6 +117,5 @@ def jarvis_tools() -> list[Tool]:
         "properties": {"expression": {"type": "string", "description": "arithmetic such as 2*(3+4) or sqrt(2)"}},
         "required": ["expression"],
     }
-    keywords = ("calculate", "compute", "sqrt", "plus", "minus", "times", "divided", "percent",
-                "rechne", "berechne", "mal", "geteilt", "prozent", "wurzel")
+    keywords = ("calculate", "compute", "sqrt", "percent", "rechne", "berechne", "prozent", "wurzel")
     return [Tool("calculator", "Evaluate an arithmetic expression exactly.", schema, calc_tool, keywords)]

@@ -39,7 +39,6 @@ def jarvis_commands() -> list[Command]:
 
 @hookimpl
 def jarvis_tools() -> list[Tool]:
-    keywords = ("time", "date", "today", "day", "clock", "now", "uhr", "uhrzeit", "datum", "heute", "tag", "wochentag",
-                "spät", "jetzt")
+    keywords = ("time", "date", "today", "clock", "weekday", "uhr", "uhrzeit", "datum", "heute", "wochentag", "spät")
     return [Tool("current_time", "The current local date and time in ISO 8601.", {"type": "object", "properties": {}},
                  time_tool, keywords)]
