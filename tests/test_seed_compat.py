@@ -8,7 +8,7 @@ import sys
 
 import httpx
 
-from jarvis.models.bundled import BUNDLED_NAME
+from jarvis.models.bundled import DEFAULT_BUNDLED
 from tests.cli import REPO, running, server_env
 from tests.support.postgres import free_port
 
@@ -26,7 +26,7 @@ def test_python_main_serves_on_jarvis_port_which_overrides_api_port(tmp_path, mo
     with running([sys.executable, "main.py"], port=port, env=env, cwd=REPO, log=tmp_path / "log") as server:
         health = httpx.get(server.url + "/api/health", timeout=30).json()
         assert health["status"] == "ok"
-        assert health["active_model"] == BUNDLED_NAME
+        assert health["active_model"] == DEFAULT_BUNDLED
         assert health["database"] == {"ok": True, "backend": "sqlite"}
         assert not _listening(ignored)
     assert (tmp_path / "data" / "jarvis.db").exists()
@@ -59,4 +59,4 @@ def test_dotenv_in_the_working_directory_sets_api_port(tmp_path, models_dir):
     env = server_env(tmp_path / "data", models_dir)
     command = [sys.executable, str(REPO / "main.py")]
     with running(command, port=port, env=env, cwd=tmp_path, log=tmp_path / "log") as server:
-        assert httpx.get(server.url + "/api/health", timeout=30).json()["active_model"] == BUNDLED_NAME
+        assert httpx.get(server.url + "/api/health", timeout=30).json()["active_model"] == DEFAULT_BUNDLED

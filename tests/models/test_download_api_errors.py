@@ -9,6 +9,7 @@ import json
 import pytest
 
 from jarvis.errors import InvalidInput
+from jarvis.models.bundled import BUNDLED_MODELS
 from jarvis.models.refs import parse_model_key
 from jarvis.models.registries.url import check_public_url, plan_url
 from jarvis.models.store import ModelStore
@@ -31,7 +32,7 @@ def error_of(response, status: int, code: str | None = None) -> dict:
 
 def assert_untouched(server) -> None:
     store = server.settings.models_dir
-    assert leftovers(store) == [] and len(blob_names(store)) == 1 and len(manifest_names(store)) == 1
+    assert leftovers(store) == [] and len(blob_names(store)) == len(manifest_names(store)) == len(BUNDLED_MODELS)
 
 
 # -- names that lead nowhere ------------------------------------------------------------------------------
@@ -175,7 +176,7 @@ async def test_a_truncated_gguf_is_refused(hub, dl_server, bundled_path):
         models = (await http.get("/api/models")).json()["models"]
     assert events[-1]["status"] == "error", events[-1]
     assert events[-1]["error_code"] == "model_invalid" and "not a valid GGUF" in events[-1]["error"]
-    assert [m["name"] for m in models] == ["gemma3:270m"]
+    assert sorted(m["name"] for m in models) == sorted(BUNDLED_MODELS)
     assert_untouched(dl_server)
 
 

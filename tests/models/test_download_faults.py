@@ -14,6 +14,7 @@ from httpx_sse import aconnect_sse
 
 from jarvis.errors import Conflict
 from jarvis.events import EventBus
+from jarvis.models.bundled import BUNDLED_MODELS
 from jarvis.models.downloads import DownloadJob, DownloadManager
 from jarvis.models.plan import Plan
 from jarvis.models.store import ModelStore
@@ -57,7 +58,7 @@ def assert_clean(server, *, bundled_only: bool = True) -> None:
     store = server.settings.models_dir
     assert leftovers(store) == []
     if bundled_only:
-        assert len(blob_names(store)) == 1 and len(manifest_names(store)) == 1  # the bundled model alone
+        assert len(blob_names(store)) == len(manifest_names(store)) == len(BUNDLED_MODELS)  # the bundled models alone
 
 
 # -- transfers that break and recover ---------------------------------------------------------------------
@@ -113,7 +114,7 @@ async def test_corrupt_bytes_fail_verification_and_leave_nothing(hub, dl_server)
     assert "sha256" in final["error"] and "does not match" in final["error"]
     error = events[-1][1]
     assert error["model"] == key and error["error"] == final["error"]
-    assert [m["name"] for m in models] == ["gemma3:270m"]
+    assert sorted(m["name"] for m in models) == sorted(BUNDLED_MODELS)
     assert_clean(dl_server)
 
 
@@ -201,7 +202,7 @@ async def test_html_error_page_is_never_installed(hub, dl_server):
         assert "html" in events[-1]["error"].lower()
         assert installed_digest(dl_server, f"{key}:Q4_K_M") is None
         store = dl_server.settings.models_dir
-        assert len(blob_names(store) - {p for p in blob_names(store) if "." in p}) == 1  # no new blob
+        assert len(blob_names(store) - {p for p in blob_names(store) if "." in p}) == len(BUNDLED_MODELS)  # no new blob
         assert not list((store / "jobs").iterdir())
         # the page is gone: pulling again fetches the model
         del hub.faults[file]

@@ -8,6 +8,7 @@ import hashlib
 
 import pytest
 
+from jarvis.models.bundled import BUNDLED_MODELS
 from jarvis.models.store import ModelStore
 from tests.models.conftest import read_manifest
 from tests.support.clients import client
@@ -25,7 +26,7 @@ def sha(data: bytes) -> str:
 
 
 def installed(models: list[dict]) -> dict[str, dict]:
-    return {m["name"]: m for m in models if m["name"] != "gemma3:270m"}
+    return {m["name"]: m for m in models if m["name"] not in BUNDLED_MODELS}
 
 
 # -- HuggingFace ---------------------------------------------------------------------------------------
@@ -312,7 +313,7 @@ async def test_real_model_pulled_activated_and_chatted_with(hub, dl_server, bund
     assert models["gemma-e2e"]["family"] == "gemma3" and models["gemma-e2e"]["verified"] is False
     assert models["hf.co/acme/gemma-GGUF:Q4_K_M"]["verified"] is True
     store = dl_server.settings.models_dir
-    assert leftovers(store) == [] and len(blob_names(store)) == 1  # one blob behind three names
+    assert leftovers(store) == [] and len(blob_names(store)) == len(BUNDLED_MODELS)  # gemma's one blob behind three names
 
 
 async def test_ollama_params_layer_sets_the_models_sampling_and_stops(hub, dl_server, bundled_path):

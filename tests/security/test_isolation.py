@@ -22,7 +22,7 @@ def team(tmp_path_factory, models_dir):
     keys = tmp_path_factory.mktemp("keys") / "keys.txt"
     keys.write_text(f"alice:{ALICE}\nbob:{BOB}\n")
     settings = Settings.build(env_file=None, data_dir=tmp_path_factory.mktemp("team"), models_path=models_dir,
-                              api_keys_file=keys, admin_users=["alice"], log_level="WARNING")
+                              api_keys_file=keys, admin_users=["alice"], log_level="WARNING", default_model="gemma3:270m")
     server = LiveServer(settings).start()
     yield server
     server.stop()

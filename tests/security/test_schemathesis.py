@@ -25,7 +25,7 @@ def fuzzed_server(tmp_path, models_dir, hub):
     settings = Settings.build(
         env_file=None, data_dir=tmp_path / "data", models_path=fresh_store(tmp_path / "store", models_dir),
         max_tokens_limit=4, log_level="WARNING", hf_endpoint=hub.url, ollama_registry=hub.url,
-        allow_insecure_urls=True,
+        allow_insecure_urls=True, default_model="gemma3:270m",
     )
     server = LiveServer(settings).start()
     yield server

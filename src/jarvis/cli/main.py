@@ -60,7 +60,7 @@ def list_models() -> None:
     """Installed models."""
     settings = Settings()
     store = ModelStore(settings.models_dir)
-    ensure_bundled(store)  # the bundled model counts as installed before the first `serve`
+    ensure_bundled(store)  # the bundled models count as installed before the first `serve`
     table = Table("NAME", "SIZE", "QUANT", "FAMILY", "PARAMS", "CONTEXT", "SOURCE")
     for m in store.list():
         table.add_row(

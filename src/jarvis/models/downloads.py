@@ -26,7 +26,7 @@ from filelock import Timeout
 from jarvis.config import Settings
 from jarvis.errors import Conflict, InsufficientStorage, JarvisError, ModelLoadError, NotFound, UpstreamAuthError
 from jarvis.events import EventBus
-from jarvis.models.bundled import ensure_bundled
+from jarvis.models.bundled import install_bundled
 from jarvis.models.fit import check_memory
 from jarvis.models.gguf_info import read_metadata
 from jarvis.models.plan import Plan, RemoteFile
@@ -184,7 +184,7 @@ class DownloadManager:
         UpstreamAuthError, UpstreamError, ModelTooLarge, InsufficientStorage."""
         ref = parse_model_key(model_key, quantization)
         if ref.source == "bundled":
-            manifest = await asyncio.to_thread(ensure_bundled, self.store)
+            manifest = await asyncio.to_thread(install_bundled, self.store, ref.key)
             return self._finished_job(model_key, Plan(name=manifest.name, model_key=model_key, source="bundled"))
         plan = await self.resolver.plan(ref)
         for job in self.jobs.values():
