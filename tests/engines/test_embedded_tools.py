@@ -66,7 +66,7 @@ def test_native_chat_runs_the_calculator_plugin_and_answers_with_its_result(http
     reply = http.post("/api/chat/messages", json={"message": QUESTION, **GREEDY})
     assert reply.status_code == 200, reply.text
     message = reply.json()
-    assert "7006652" in message["content"].replace(",", "")
+    assert "7006652" in message["content"].replace(",", "")  # "1234 * 5678 → 7006652" or in words
     assert "<tool_call>" not in message["content"] and '"name"' not in message["content"]
     assert message["status"] == "complete"
 

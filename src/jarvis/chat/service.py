@@ -339,7 +339,7 @@ class ChatService:
             for name, tool in tools.items()
         ]
         called: set[str] = set()  # tools run for this answer
-        results: list[tuple[str, str]] = []  # the last round's (tool, result)
+        results: list[tuple[dict, str]] = []  # the last round's (call, result)
         messages = list(reply.messages)
         prompt_tokens = completion_tokens = 0
         words_only = False  # set when the model reached for a tool it was not offered
@@ -401,7 +401,7 @@ class ChatService:
                 log.info("tool %s(%s) returned %d characters", call["name"], call["arguments"], len(result))
                 messages.append({"role": "tool", "tool_call_id": call["id"], "content": result})
                 called.add(call["name"])
-                results.append((call["name"], result))
+                results.append((call, result))
 
     def _default_model(self) -> str:
         """The configured default when it can be served, else whatever model is loaded."""
@@ -534,10 +534,14 @@ class ChatService:
             await asyncio.gather(*self._background, return_exceptions=True)
 
 
-def _results_text(results: list[tuple[str, str]]) -> str:
-    if len(results) == 1:
-        return results[0][1]
-    return "\n".join(f"{name}: {result}" for name, result in results)
+def _results_text(results: list[tuple[dict, str]]) -> str:
+    """Tool results as an answer, each with what it was asked (`7 - 8 → -1`), so a wrong
+    question the model asked shows."""
+    lines = []
+    for call, result in results:
+        asked = ", ".join(str(value) for value in call["arguments"].values())
+        lines.append(f"{asked} → {result}" if asked else f"{call['name']}: {result}")
+    return "\n".join(lines)
 
 
 def _title(text: str) -> str:
