@@ -18,6 +18,7 @@ from jarvis import __version__
 from jarvis.models.bundled import BUNDLED_NAME
 from tests.models.conftest import download_settings  # noqa: F401  (a fixture)
 from tests.support.gguf_files import gguf_bytes
+from tests.support.clients import CALCULATOR
 from tests.support.live import LiveServer
 from tests.support.ollama_server import OllamaServer
 
@@ -26,14 +27,6 @@ PROMPT = "Write a short poem about the sea."
 MESSAGES = [{"role": "user", "content": PROMPT}]
 GREEDY = {"temperature": 0, "num_predict": 16}
 STATS = ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration")
-CALCULATOR = {
-    "type": "function",
-    "function": {
-        "name": "calculator",
-        "description": "Evaluate an arithmetic expression.",
-        "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]},
-    },
-}
 
 
 @pytest.fixture

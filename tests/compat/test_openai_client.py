@@ -12,20 +12,13 @@ import openai
 import pytest
 
 from jarvis.models.bundled import BUNDLED_NAME
+from tests.support.clients import CALCULATOR
 from tests.support.live import LiveServer
 from tests.support.ollama_server import OllamaServer
 
 MODEL = BUNDLED_NAME
 PROMPT = [{"role": "user", "content": "Write a short poem about the sea."}]
 GREEDY = {"temperature": 0, "max_tokens": 16}
-CALCULATOR = {
-    "type": "function",
-    "function": {
-        "name": "calculator",
-        "description": "Evaluate an arithmetic expression.",
-        "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]},
-    },
-}
 
 
 @pytest.fixture

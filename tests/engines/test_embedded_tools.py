@@ -15,18 +15,11 @@ from jarvis.engines.base import GenerationOptions
 from jarvis.engines.llama_cpp import LlamaCppEngine
 from jarvis.models.bundled import BUNDLED_NAME
 from jarvis.models.store import ModelStore
+from tests.support.clients import CALCULATOR
 from tests.support.live import LiveServer
 
 QWEN = DEFAULT_MODEL
 QUESTION = "What is 1234 * 5678?"
-CALCULATOR = {
-    "type": "function",
-    "function": {
-        "name": "calculator",
-        "description": "Evaluate an arithmetic expression exactly.",
-        "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]},
-    },
-}
 GREEDY = {"temperature": 0, "max_tokens": 96}
 
 

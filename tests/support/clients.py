@@ -15,6 +15,16 @@ TIMEOUT = httpx.Timeout(120.0)
 # for tests that stop an answer midway: a short question ends within a few tokens.
 LONG_ANSWER = "Count to a thousand: " + " ".join(map(str, range(1, 400)))
 
+# A tool as OpenAI and Ollama clients offer it.
+CALCULATOR = {
+    "type": "function",
+    "function": {
+        "name": "calculator",
+        "description": "Evaluate an arithmetic expression exactly.",
+        "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]},
+    },
+}
+
 
 def client(server) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=server.url, timeout=TIMEOUT)
