@@ -32,6 +32,7 @@ SAMPLING_FIELDS = ("top_k", "min_p", "repeat_penalty", "repeat_last_n", "presenc
 class Usage:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_tokens: int | None = None  # prompt tokens the engine had cached (not evaluated again)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ class LoadedModel:
     vocab: Vocabulary
     sampling: dict  # the model's own sampler settings (GGUF keys, Ollama params)
     stops: list[str]  # the publisher's stop sequences (Ollama params)
+    reuse_prefix: bool  # whether a prompt may start from the cached tokens of the last one
     load_seconds: float
     executor: ThreadPoolExecutor
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -100,6 +101,7 @@ class LlamaCppEngine:
                 vocab=vocab,
                 sampling=model_defaults(meta.get("sampling") or {}, parameters),
                 stops=[s for s in parameters.get("stop") or [] if isinstance(s, str) and s][:16],
+                reuse_prefix=_prefix_reusable(llm),
                 load_seconds=time.perf_counter() - started,
                 executor=executor,
             )
@@ -225,6 +227,7 @@ class LlamaCppEngine:
             offered_tools={spec["function"]["name"] for spec in tools} if tools else None,
             json_mode=options.json_mode,
             strip_leading=not loaded.prompt.is_chat and not raw,
+            reuse_prefix=loaded.reuse_prefix,
         )
 
     async def _generate(self, loaded: LoadedModel, request: Request) -> AsyncIterator[Chunk]:
@@ -253,7 +256,7 @@ class LlamaCppEngine:
                 yield Chunk(
                     text=item.held,
                     finish_reason=item.reason,
-                    usage=Usage(len(request.tokens), item.completion_tokens),
+                    usage=Usage(len(request.tokens), item.completion_tokens, item.cached_tokens),
                     tool_calls=item.tool_calls,
                     refused_calls=item.refused or None,
                 )
@@ -331,6 +334,19 @@ class LlamaCppEngine:
     async def close(self) -> None:
         await self.unload()
         await self._close_embedder()
+
+
+def _prefix_reusable(llm) -> bool:
+    """Whether a prompt may continue from the cached tokens of the previous one. Not for
+    sliding-window attention (Gemma 3): its cache forgets what lies outside the window, and
+    greedy answers after reuse differed from fresh ones (the same request asked twice gave two
+    texts); not for recurrent or hybrid models, whose state cannot be cut back to a prefix.
+    Those evaluate every prompt from scratch."""
+    import llama_cpp
+
+    model = llm._model.model
+    return not (llama_cpp.llama_model_n_swa(model) > 0 or llama_cpp.llama_model_is_recurrent(model)
+                or llama_cpp.llama_model_is_hybrid(model))
 
 
 def _render(loaded: LoadedModel, messages: list[dict], tools: list[dict] | None):

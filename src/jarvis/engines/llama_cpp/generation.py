@@ -31,12 +31,14 @@ class Request:
     offered_tools: set[str] | None = None  # tools the prompt offered: calls of these are parsed
     json_mode: bool = False
     strip_leading: bool = False  # a transcript's answer follows "Assistant:"; drop the space after it
+    reuse_prefix: bool = False  # keep the cached start of the last prompt (see _reusable)
 
 
 @dataclass
 class Outcome:
     reason: str  # stop | length | repetition | tool_calls | cancelled
     completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens taken from the cache, not evaluated again
     tool_calls: list[dict] | None = None
     held: str = ""  # text held back as a possible call that was none: the end of the answer
     refused: list[str] = field(default_factory=list)  # calls of tools that were not offered
@@ -83,6 +85,20 @@ class Vocabulary:
             self._buffer = ctypes.create_string_buffer(-size)
             size = self._lib.llama_token_to_piece(self._vocab, token, self._buffer, len(self._buffer), 0, special)
         return self._buffer.raw[:size]
+
+
+def _reusable(llm, tokens: list[int]) -> int:
+    """How many leading tokens of `tokens` the context holds already from the last answer (a
+    conversation's next turn repeats the whole earlier prompt and answer). At least the last
+    prompt token is evaluated again: sampling needs its logits."""
+    import numpy as np
+
+    cached = llm.input_ids[: llm.n_tokens]
+    size = min(len(cached), len(tokens) - 1)
+    if size <= 0:
+        return 0
+    same = cached[:size] == np.asarray(tokens[:size], dtype=cached.dtype)
+    return size if same.all() else int(np.argmin(same))
 
 
 class StopFilter:
@@ -146,10 +162,12 @@ def generate(llm, vocab: Vocabulary, request: Request, emit: Callable[[str], Non
             emit(text)
 
     try:
-        # Every prompt from scratch (n_tokens = 0): llama-cpp-python would reuse the cached
-        # prefix, and with Gemma 3's sliding-window cache that changes greedy answers.
-        llm.reset()
-        llm.eval(request.tokens)
+        cached = _reusable(llm, request.tokens) if request.reuse_prefix else 0
+        if cached:
+            llm.n_tokens = cached  # eval() drops the cache beyond this point first
+        else:
+            llm.reset()
+        llm.eval(request.tokens[cached:])
         while True:
             if cancel.is_set():
                 reason = "cancelled"
@@ -177,6 +195,6 @@ def generate(llm, vocab: Vocabulary, request: Request, emit: Callable[[str], Non
             held, calls, refused = tools.finish()
             if calls and reason in ("stop", "length"):
                 reason = "tool_calls"
-        return Outcome(reason, produced, calls or None, held, refused)
+        return Outcome(reason, produced, cached, calls or None, held, refused)
     finally:
         sampler.close()
