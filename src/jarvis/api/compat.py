@@ -1,5 +1,6 @@
-"""What the OpenAI- and Ollama-compatible routers share: their error shapes, applied by a
-route class, and turning their messages into the chat service's conversation."""
+"""What the OpenAI- and Ollama-compatible routers share: a route class that reads bodies as
+JSON and answers errors in the other API's shape, and turning their messages into the chat
+service's conversation."""
 
 from __future__ import annotations
 
@@ -9,29 +10,50 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 
 from jarvis.api.errors import describe_validation
 from jarvis.errors import InvalidInput, JarvisError
 
 
-def error_route(render: Callable[[int, str, str], Response]) -> type[APIRoute]:
-    """A route class whose errors leave in another API's shape; `render(status, code, message)`."""
+def compat_route(render: Callable[[int, str, str], Response]) -> type[APIRoute]:
+    """A route class for another API: the body is JSON whatever its Content-Type, and errors
+    leave in that API's shape, `render(status, code, message)`."""
 
-    class ErrorShapedRoute(APIRoute):
+    class CompatRoute(APIRoute):
         def get_route_handler(self):
             handler = super().get_route_handler()
 
             async def shaped(request: Request) -> Response:
                 try:
-                    return await handler(request)
+                    return await handler(_declared_json(request))
                 except RequestValidationError as exc:
-                    return render(400, "invalid_request", describe_validation(exc.errors()))
+                    return render(400, "invalid_request", _describe(exc.errors()))
+                except HTTPException as exc:  # a body FastAPI could not read, e.g. not UTF-8
+                    return render(exc.status_code, "invalid_request" if exc.status_code == 400 else "http_error",
+                                  str(exc.detail))
                 except JarvisError as exc:
                     return render(exc.status_code, exc.code, exc.message)
 
             return shaped
 
-    return ErrorShapedRoute
+    return CompatRoute
+
+
+def _declared_json(request: Request) -> Request:
+    """The request with its body declared as JSON. FastAPI parses a body only when Content-Type
+    says JSON; Ollama and llama-server parse it whatever it says, and their documented
+    `curl URL -d '{…}'` sends application/x-www-form-urlencoded. The scope is copied, so the
+    middleware around the app still sees the header the client sent."""
+    headers = [(name, value) for name, value in request.scope["headers"] if name != b"content-type"]
+    return Request({**request.scope, "headers": [*headers, (b"content-type", b"application/json")]}, request.receive)
+
+
+def _describe(errors: list[dict]) -> str:
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        return f"the body is not valid JSON: {first['ctx']['error']} at character {first['loc'][-1]}"
+    return describe_validation(errors)
 
 
 def openai_error(status: int, code: str, message: str) -> JSONResponse:

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from jarvis import __version__
-from jarvis.api.compat import FINISH_REASONS, error_route, ollama_error, split_conversation
+from jarvis.api.compat import FINISH_REASONS, compat_route, ollama_error, split_conversation
 from jarvis.api.deps import AdminOnly, ServicesDep, UserDep
 from jarvis.engines.base import SAMPLING_FIELDS
 from jarvis.chat.service import Failed, Finished, Started, Token, run_to_end
@@ -30,7 +30,7 @@ from jarvis.models.installed import find_installed
 from jarvis.models.store import Manifest
 from jarvis.services import Services
 
-router = APIRouter(prefix="/api", tags=["Ollama-compatible"], route_class=error_route(ollama_error))
+router = APIRouter(prefix="/api", tags=["Ollama-compatible"], route_class=compat_route(ollama_error))
 
 NDJSON = "application/x-ndjson"
 SessionHeader = Annotated[str | None, Header(alias="X-Jarvis-Session", max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]

@@ -18,13 +18,13 @@ from fastapi import APIRouter, Header
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
-from jarvis.api.compat import FINISH_REASONS, error_route, openai_error, split_conversation, text_of
+from jarvis.api.compat import FINISH_REASONS, compat_route, openai_error, split_conversation, text_of
 from jarvis.api.deps import ServicesDep, UserDep
 from jarvis.engines.base import SAMPLING_FIELDS
 from jarvis.chat.service import Failed, Finished, Started, Token, run_to_end
 from jarvis.errors import InvalidInput
 
-router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], route_class=error_route(openai_error))
+router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], route_class=compat_route(openai_error))
 
 SessionHeader = Annotated[str | None, Header(alias="X-Jarvis-Session", max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
