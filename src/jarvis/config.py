@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     load_on_start: bool = Field(True, validation_alias=AliasChoices("JARVIS_LOAD_ON_START"))
     n_ctx: int = Field(4096, ge=256, validation_alias=AliasChoices("JARVIS_N_CTX"))
     n_threads: int | None = Field(None, ge=1, validation_alias=AliasChoices("JARVIS_N_THREADS"))
+    # answers the loaded model generates at once (slots of JARVIS_N_CTX tokens each, batched
+    # together); unset: 4, fewer where their context cache would not fit half the free memory
+    parallel: int | None = Field(None, ge=1, le=64, validation_alias=AliasChoices("JARVIS_PARALLEL"))
     default_max_tokens: int = Field(512, ge=1, validation_alias=AliasChoices("JARVIS_MAX_TOKENS"))
     # the most tokens one answer may take, whatever a client asks for (None: no cap)
     max_tokens_limit: int | None = Field(None, ge=1, validation_alias=AliasChoices("JARVIS_MAX_TOKENS_LIMIT"))
@@ -73,7 +76,7 @@ class Settings(BaseSettings):
     # which plugin tools a chat offers the model: auto (every tool to remote engines; to the
     # embedded model only tools the message suggests), always, never (chat/tool_choice.py)
     chat_tools: Literal["auto", "always", "never"] = Field("auto", validation_alias=AliasChoices("JARVIS_CHAT_TOOLS"))
-    # answers waiting for a model beyond the one being generated
+    # answers waiting for a free slot beyond those generating
     max_queue: int = Field(64, ge=0, validation_alias=AliasChoices("JARVIS_MAX_QUEUE"))
 
     max_concurrent_downloads: int = Field(2, ge=1, le=16, validation_alias=AliasChoices("JARVIS_MAX_DOWNLOADS"))

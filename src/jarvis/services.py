@@ -89,6 +89,23 @@ class Services:
         await self.db.close()
 
 
+def check_memory_settings(settings: Settings) -> None:
+    """Refuse, before the server starts, JARVIS_PARALLEL x JARVIS_N_CTX that the default model
+    cannot have in this machine's memory (raises ContextTooLarge). A default model not yet
+    installed is checked when it loads, at the end of start-up."""
+    import psutil
+
+    from jarvis.engines.llama_cpp.context import plan_slots
+    from jarvis.models.fit import memory_limit
+    from jarvis.models.gguf_info import read_metadata
+
+    path = ModelStore(settings.models_dir).model_path(settings.default_model)
+    if path is None or not settings.load_on_start:
+        return
+    plan_slots(read_metadata(path), path, n_ctx=settings.n_ctx, slots=settings.parallel,
+               memory_limit=memory_limit(settings), available=psutil.virtual_memory().available)
+
+
 async def _install_bundled(store: ModelStore, settings: Settings) -> None:
     """Write the bundled models into the store if they are not there (the first start).
 

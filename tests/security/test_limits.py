@@ -13,7 +13,7 @@ from tests.support.live import LiveServer
 
 async def test_limits(make_settings):
     server = LiveServer(make_settings(max_body_bytes=2048, max_ws_frame_bytes=4096, max_connections_per_client=3,
-                                      max_queue=0)).start()
+                                      max_queue=0, parallel=1)).start()
     try:
         async with client(server) as http:
             big = await http.post("/api/chat/messages", content=b'{"message": "' + b"x" * 4000 + b'"}',
@@ -35,7 +35,7 @@ async def test_limits(make_settings):
             error = await ws.recv()
             assert error["type"] == "error" and error["code"] == "payload_too_large"
 
-        # queue: one answer generating, none may wait
+        # queue: one slot, its answer generating, none may wait
         async with client(server) as http:
             async with aconnect_sse(http, "POST", "/api/chat/messages",
                                     json={"message": "Count", "stream": True, "max_tokens": 60, "temperature": 0}) as source:

@@ -1,4 +1,5 @@
-"""Server-Sent Events for a reply: `start`, `token` ({"content"}), `end`, `error`."""
+"""Server-Sent Events for a reply: `start`, `queued` ({"position"}: waiting for a free slot),
+`token` ({"content"}), `end`, `error`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from contextlib import aclosing
 from sse_starlette import EventSourceResponse
 
 from jarvis.api.schemas import MessageOut
-from jarvis.chat.service import Failed, Finished, Reply, Started, Token
+from jarvis.chat.service import Failed, Finished, Queued, Reply, Started, Token
 from jarvis.engines.base import Usage
 
 
@@ -38,6 +39,8 @@ async def _reply_events(reply: Reply) -> AsyncIterator[dict]:
                     "model": event.model,
                 }
                 yield {"event": "start", "data": json.dumps(data)}
+            elif isinstance(event, Queued):
+                yield {"event": "queued", "data": json.dumps({"position": event.position})}
             elif isinstance(event, Finished):
                 data = {"message": MessageOut.of(event.message).model_dump(mode="json"), "usage": usage_dict(event.usage)}
                 yield {"event": "end", "data": json.dumps(data)}

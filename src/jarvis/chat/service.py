@@ -51,6 +51,11 @@ class Token:
 
 
 @dataclass
+class Queued:
+    position: int  # the answer waits for a free slot; 1: next
+
+
+@dataclass
 class Finished:
     message: ChatMessage
     usage: Usage | None
@@ -93,7 +98,7 @@ class Reply:
     # Set by the caller before closing the stream to say why it stopped early.
     stop_status: str = "disconnected"
 
-    def events(self) -> AsyncIterator[Started | Token | Finished | Failed]:
+    def events(self) -> AsyncIterator[Started | Queued | Token | Finished | Failed]:
         return self.service._run(self)
 
 
@@ -352,6 +357,8 @@ class ChatService:
                 async for chunk in chunks:
                     if chunk.finish_reason:
                         final = chunk  # its text, if any, is decided on below
+                    elif chunk.queued:
+                        yield chunk
                     elif chunk.text:
                         parts.append(chunk.text)
                         yield Chunk(text=chunk.text)
@@ -438,7 +445,7 @@ class ChatService:
         await self._remember(reply, user)
         return user, answer
 
-    async def _run(self, reply: Reply) -> AsyncIterator[Started | Token | Finished | Failed]:
+    async def _run(self, reply: Reply) -> AsyncIterator[Started | Queued | Token | Finished | Failed]:
         user, answer = await self._start(reply)
         yield Started(reply.session_id, user.id, answer.id, reply.model)
 
@@ -453,6 +460,8 @@ class ChatService:
         try:
             async with aclosing(self._chunks(reply)) as chunks:
                 async for chunk in chunks:
+                    if chunk.queued:
+                        yield Queued(chunk.queued)
                     if chunk.text:
                         if first_token is None:
                             first_token = time.perf_counter()

@@ -36,6 +36,7 @@ def serve(
     port = port or settings.port
     check_bind(settings, host)
     settings.host, settings.port = host, port  # what the app and its checks should know
+    _check_memory(settings)
     log_level = settings.log_level.lower()
     if reload:
         # The reloader imports the app afresh in a child process, which reads the same settings.
@@ -53,6 +54,18 @@ def serve(
         from jarvis.app import create_app
 
         uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+
+
+def _check_memory(settings: Settings) -> None:
+    """Exit with the reason when the slots and context asked for cannot fit in memory."""
+    from jarvis.errors import JarvisError
+    from jarvis.services import check_memory_settings
+
+    try:
+        check_memory_settings(settings)
+    except JarvisError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(2) from None
 
 
 @app.command(name="list")

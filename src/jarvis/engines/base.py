@@ -46,6 +46,8 @@ class Chunk:
     tool_calls: list[dict] | None = None
     # tools the model tried to call that were not offered (never run); `text` is then its call text
     refused_calls: list[str] | None = None
+    # the answer waits for a free slot: its place in the queue (1: next); no text with it
+    queued: int | None = None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from jarvis.engines.llama_cpp import LlamaCppEngine
 from jarvis.engines.ollama import OllamaEngine
 from jarvis.engines.openai import OpenAIEngine
 from jarvis.errors import ModelNotFound
+from jarvis.models.fit import memory_limit
 from jarvis.models.store import ModelStore
 
 _REMOTE_SETTING = {"ollama": "OLLAMA_HOST", "openai": "JARVIS_OPENAI_BASE_URL"}
@@ -30,7 +31,10 @@ class EngineRouter:
             remotes["ollama"] = OllamaEngine(settings.ollama_url)
         if settings.openai_base_url:
             remotes["openai"] = OpenAIEngine(settings.openai_base_url, api_key=settings.openai_api_key)
-        local = LlamaCppEngine(store, n_ctx=settings.n_ctx, n_threads=settings.n_threads, max_queue=settings.max_queue)
+        local = LlamaCppEngine(
+            store, n_ctx=settings.n_ctx, n_threads=settings.n_threads, max_queue=settings.max_queue,
+            parallel=settings.parallel, memory_limit=memory_limit(settings),
+        )
         return cls(local, remotes)
 
     def route(self, model: str) -> tuple[Engine, str]:

@@ -159,4 +159,22 @@ def read_metadata(path: Path) -> dict:
         "has_chat_template": "tokenizer.chat_template" in meta,
         # the author's sampler settings, where the file carries them (llama.cpp's general.sampling.*)
         "sampling": {key: value for key, value in meta.items() if key.startswith("general.sampling.")},
+        "kv_bytes_per_token": kv_bytes_per_token(meta),
     }
+
+
+def kv_bytes_per_token(meta: dict) -> int | None:
+    """Bytes one token of context takes in llama.cpp's KV cache (f16 keys and values, every
+    layer full size), from a GGUF's attention shape; None where the file does not say."""
+    arch = meta.get("general.architecture")
+    layers = meta.get(f"{arch}.block_count")
+    heads = meta.get(f"{arch}.attention.head_count")
+    embedding = meta.get(f"{arch}.embedding_length")
+    if not all(isinstance(v, int) and v > 0 for v in (layers, heads, embedding)):
+        return None
+    kv_heads = meta.get(f"{arch}.attention.head_count_kv", heads)
+    if isinstance(kv_heads, list):  # per layer (some hybrid models): their mean
+        kv_heads = sum(kv_heads) / max(len(kv_heads), 1)
+    key = meta.get(f"{arch}.attention.key_length") or embedding // heads
+    value = meta.get(f"{arch}.attention.value_length") or embedding // heads
+    return int(layers * kv_heads * (key + value) * 2)

@@ -31,6 +31,8 @@ async def health_report(services: Services) -> dict:
         "uptime_seconds": round(time.time() - services.started_at, 1),
         "active_model": local.loaded.name if local.loaded else None,
         "engine": {"name": local.name, "state": local.state, "error": local.last_error},
+        # the loaded model's slots: total, busy, queued, tokens_per_slot, cached_tokens, cache_use
+        "slots": local.slots(),
         "remote_engines": sorted(services.engines.remotes),
         "database": {"ok": database_ok, "backend": services.db.url.get_backend_name()},
     }

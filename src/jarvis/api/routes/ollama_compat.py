@@ -285,7 +285,7 @@ async def ps(services: ServicesDep) -> dict:
         return {"models": []}
     listing = await asyncio.to_thread(_listing, manifest, services)
     return {"models": [{**listing, "expires_at": "0001-01-01T00:00:00Z", "size_vram": 0,
-                        "context_length": loaded.n_ctx}]}
+                        "context_length": loaded.n_ctx, "slots": services.engines.local.slots()}]}
 
 
 @router.post("/show")

@@ -35,7 +35,7 @@ from jarvis.api.schemas import (
     WsUnsubscribe,
 )
 from jarvis.api.streaming import usage_dict
-from jarvis.chat.service import Failed, Finished, Reply, Started, Token
+from jarvis.chat.service import Failed, Finished, Queued, Reply, Started, Token
 from jarvis.errors import JarvisError
 from jarvis.services import Services
 from jarvis.storage.tables import new_id
@@ -241,6 +241,10 @@ class Connection:
                                     "message_id": event.message_id,
                                 }
                             )
+                    elif isinstance(event, Queued):
+                        if streaming:  # waiting for a free slot; 1: next
+                            await self.send({"type": "queued", "position": event.position,
+                                             "session_id": started.session_id if started else None})
                     elif isinstance(event, Finished | Failed):
                         await self.finish(frame, started, event)
         except asyncio.CancelledError:

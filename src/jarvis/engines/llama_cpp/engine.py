@@ -1,11 +1,12 @@
 """Embedded llama.cpp through llama-cpp-python.
 
-Generation runs on one dedicated thread per loaded model, never on the event loop.
-One generation per model at a time: callers wait on an asyncio.Lock, which hands the
-model over in arrival order (FIFO). Closing the stream sets a flag that the generating
-thread checks after every token, so it stops within one token and the lock is released
-only once the thread is done with the model. The token loop itself is in generation.py,
-prompts in prompt.py, sampler settings in sampling.py, tool calls in tool_calls.py.
+The loaded model serves several answers at once: its context has N slots (JARVIS_PARALLEL),
+and one thread of its own runs continuous batching over them (batching.py), never the event
+loop. Answers beyond N wait in a FIFO (at most JARVIS_MAX_QUEUE) and are told their place.
+Closing a stream sets a flag that the batch thread checks every step, so the answer stops
+within one token and its slot is free before the close returns. The context and its memory
+are in context.py, one answer's token handling in generation.py, prompts in prompt.py,
+sampler settings in sampling.py, tool calls in tool_calls.py.
 """
 
 from __future__ import annotations
@@ -13,19 +14,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import aclosing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from jarvis.engines.base import Chunk, GenerationOptions, ModelInfo, Usage
-from jarvis.engines.llama_cpp.generation import Request, Vocabulary, generate
+from jarvis.engines.llama_cpp.batching import Batcher, Closed, Job, Queued
+from jarvis.engines.llama_cpp.context import DEFAULT_SLOTS, Runtime, open_runtime, plan_slots
+from jarvis.engines.llama_cpp.generation import Outcome, Request
 from jarvis.engines.llama_cpp.prompt import ChatPrompt
 from jarvis.engines.llama_cpp.sampling import model_defaults, resolve
-from jarvis.errors import InvalidInput, ModelLoadError, ModelNotFound, TooManyRequests
+from jarvis.errors import InvalidInput, JarvisError, ModelLoadError, ModelNotFound, TooManyRequests
 from jarvis.models.gguf_info import read_metadata
 from jarvis.models.store import ModelStore
 
@@ -36,26 +40,33 @@ log = logging.getLogger(__name__)
 class LoadedModel:
     name: str
     path: Path
-    llm: object  # llama_cpp.Llama
-    n_ctx: int
-    prompt: ChatPrompt
-    vocab: Vocabulary
+    runtime: Runtime
+    batcher: Batcher
     sampling: dict  # the model's own sampler settings (GGUF keys, Ollama params)
     stops: list[str]  # the publisher's stop sequences (Ollama params)
-    reuse_prefix: bool  # whether a prompt may start from the cached tokens of the last one
     load_seconds: float
-    executor: ThreadPoolExecutor
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def n_ctx(self) -> int:
+        """Tokens one answer's conversation may take (a slot's share of the context)."""
+        return self.runtime.n_ctx
+
+    @property
+    def prompt(self) -> ChatPrompt:
+        return self.runtime.prompt
 
 
 class LlamaCppEngine:
     name = "llama_cpp"
 
     def __init__(
-        self, store: ModelStore, *, n_ctx: int = 4096, n_threads: int | None = None, max_queue: int | None = None
+        self, store: ModelStore, *, n_ctx: int = 4096, n_threads: int | None = None, max_queue: int | None = None,
+        parallel: int | None = None, memory_limit: int | None = None,
     ) -> None:
         self.max_queue = max_queue
-        self.waiting = 0  # generations started and not finished (running or queued)
+        self.parallel = parallel  # slots; None: DEFAULT_SLOTS, fewer where memory is short
+        self.memory_limit = memory_limit  # bytes a loaded model may take; None: no check
+        self.waiting = 0  # answers started and not finished (generating or queued)
         self.on_event: Callable[[str, dict], None] | None = None  # model.loaded / model.unloaded
         self.store = store
         self.n_ctx = n_ctx
@@ -64,6 +75,7 @@ class LlamaCppEngine:
         self.state = "idle"  # idle | loading | ready | error
         self.last_error: str | None = None
         self._switch = asyncio.Lock()
+        self._prompts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-prompts")
         self._embedder: tuple[str, object, ThreadPoolExecutor] | None = None
         self._embed_lock = asyncio.Lock()
 
@@ -84,44 +96,31 @@ class LlamaCppEngine:
             parameters = self.store.parameters(name)
             await self._unload_locked()
             self.state = "loading"
-            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{name}")
             started = time.perf_counter()
             try:
-                llm, prompt, vocab = await asyncio.get_running_loop().run_in_executor(executor, self._open, path, meta)
+                slots, n_ctx = plan_slots(meta, path, n_ctx=self.n_ctx, slots=self.parallel,
+                                          memory_limit=self.memory_limit, available=psutil.virtual_memory().available)
+                runtime = await asyncio.to_thread(open_runtime, path, slots=slots, n_ctx=n_ctx, n_threads=self.n_threads)
             except Exception as exc:
-                executor.shutdown(wait=False)
                 self.state, self.last_error = "error", str(exc)
+                if isinstance(exc, JarvisError):
+                    raise
                 raise ModelLoadError(f"llama.cpp could not load {name!r}: {exc}") from exc
             self.loaded = LoadedModel(
                 name=name,
                 path=path,
-                llm=llm,
-                n_ctx=llm.n_ctx(),
-                prompt=prompt,
-                vocab=vocab,
+                runtime=runtime,
+                batcher=Batcher(runtime, name=name),
                 sampling=model_defaults(meta.get("sampling") or {}, parameters),
                 stops=[s for s in parameters.get("stop") or [] if isinstance(s, str) and s][:16],
-                reuse_prefix=_prefix_reusable(llm),
                 load_seconds=time.perf_counter() - started,
-                executor=executor,
             )
             self.state, self.last_error = "ready", None
-            log.info("loaded %s in %.2fs (n_ctx=%d)", name, self.loaded.load_seconds, self.loaded.n_ctx)
+            log.info("loaded %s in %.2fs (%d slots of %d tokens, prefix reuse %s)", name, self.loaded.load_seconds,
+                     runtime.slots, runtime.n_ctx, "on" if runtime.reuse_prefix else "off")
             self._emit("model.loaded", {"model": name, "load_seconds": round(self.loaded.load_seconds, 3),
-                                        "context_length": self.loaded.n_ctx})
+                                        "context_length": runtime.n_ctx, "slots": runtime.slots})
             return self.loaded
-
-    def _open(self, path: Path, meta: dict):
-        from llama_cpp import Llama
-
-        n_ctx = min(self.n_ctx, meta.get("context_length") or self.n_ctx)
-        llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=self.n_threads, verbose=False)
-        prompt = ChatPrompt(
-            llm.metadata.get("tokenizer.chat_template"),
-            eos_token=llm._model.token_get_text(llm.token_eos()),
-            bos_token=llm._model.token_get_text(llm.token_bos()),
-        )
-        return llm, prompt, Vocabulary(llm)
 
     def _emit(self, kind: str, data: dict) -> None:
         if self.on_event is not None:
@@ -142,9 +141,8 @@ class LlamaCppEngine:
         loaded, self.loaded = self.loaded, None
         if loaded is None:
             return
-        async with loaded.lock:  # wait for the running generation to let go
-            await asyncio.get_running_loop().run_in_executor(loaded.executor, loaded.llm.close)
-        loaded.executor.shutdown(wait=False)
+        await asyncio.to_thread(loaded.batcher.close)  # the running and waiting answers finish first
+        await asyncio.to_thread(loaded.runtime.close)
         self.state = "idle"
         log.info("unloaded %s", loaded.name)
         self._emit("model.unloaded", {"model": loaded.name})
@@ -166,16 +164,16 @@ class LlamaCppEngine:
         with self._queued():
             while True:
                 loaded = await self._ensure(model)
-                async with loaded.lock:
-                    if self.loaded is not loaded:  # swapped out while we waited in the queue
-                        continue
-                    offered = tools if tools and loaded.prompt.supports_tools else None
-                    rendered = await asyncio.to_thread(_render, loaded, messages, offered)
-                    tokens = await asyncio.to_thread(_tokens, loaded, rendered.text)
-                    request = self._request(loaded, tokens, options, stop=rendered.stop, tools=offered)
-                    async for chunk in self._generate(loaded, request):
-                        yield chunk
+                offered = tools if tools and loaded.prompt.supports_tools else None
+                rendered, tokens = await self._prepare(_chat_prompt, loaded, messages, offered)
+                request = self._request(loaded, tokens, options, stop=rendered.stop, tools=offered)
+                try:
+                    async with aclosing(self._generate(loaded, tokens, request)) as chunks:
+                        async for chunk in chunks:
+                            yield chunk
                     return
+                except Closed:  # unloaded before the answer started: load it again
+                    continue
 
     async def tools_supported(self, model: str) -> bool:
         """Whether `model` can be offered tools: its chat template renders a tool list."""
@@ -185,9 +183,16 @@ class LlamaCppEngine:
         return (await self._ensure(model)).prompt.is_chat
 
     def check_queue(self) -> None:
-        """Raises TooManyRequests when `max_queue` answers already wait behind the running one."""
-        if self.max_queue is not None and self.waiting > self.max_queue:
-            raise TooManyRequests(f"{self.waiting - 1} answers are already waiting for the model; try again soon")
+        """Raises TooManyRequests when every slot is busy and `max_queue` answers already wait."""
+        slots = self.loaded.runtime.slots if self.loaded else (self.parallel or DEFAULT_SLOTS)
+        if self.max_queue is not None and self.waiting - slots >= self.max_queue:
+            queued = max(self.waiting - slots, 0)
+            raise TooManyRequests(f"{queued} answers are already waiting for the model; try again soon")
+
+    def slots(self) -> dict | None:
+        """The loaded model's slots: total, busy, queued, cache use (None: nothing loaded)."""
+        loaded = self.loaded
+        return loaded.batcher.stats() if loaded else None
 
     @contextmanager
     def _queued(self):
@@ -205,65 +210,74 @@ class LlamaCppEngine:
         with self._queued():
             while True:
                 loaded = await self._ensure(model)
-                async with loaded.lock:
-                    if self.loaded is not loaded:
-                        continue
-                    tokens = await asyncio.to_thread(loaded.llm.tokenize, prompt.encode(), True, True)
-                    async for chunk in self._generate(loaded, self._request(loaded, tokens, options, raw=True)):
-                        yield chunk
+                tokens = await self._prepare(_raw_prompt, loaded, prompt)
+                request = self._request(loaded, tokens, options, raw=True)
+                try:
+                    async with aclosing(self._generate(loaded, tokens, request)) as chunks:
+                        async for chunk in chunks:
+                            yield chunk
                     return
+                except Closed:
+                    continue
+
+    async def _prepare(self, function, *args):
+        """Render and tokenize off the event loop, on one thread, so that answers reach the
+        batch queue in the order they arrived."""
+        return await asyncio.get_running_loop().run_in_executor(self._prompts, function, *args)
 
     def _request(
         self, loaded: LoadedModel, tokens: list[int], options: GenerationOptions, *, stop: list[str] = (), tools=None,
         raw: bool = False,
     ) -> Request:
+        if not tokens:
+            raise InvalidInput("the prompt is empty")
         if len(tokens) >= loaded.n_ctx:
             raise InvalidInput(f"the prompt takes {len(tokens)} tokens; the model's context holds {loaded.n_ctx}")
         return Request(
-            tokens=tokens,
             sampling=resolve(options, loaded.sampling),
             max_tokens=options.max_tokens or loaded.n_ctx,
             stop=[*options.stop, *stop, *loaded.stops],
             offered_tools={spec["function"]["name"] for spec in tools} if tools else None,
             json_mode=options.json_mode,
             strip_leading=not loaded.prompt.is_chat and not raw,
-            reuse_prefix=loaded.reuse_prefix,
         )
 
-    async def _generate(self, loaded: LoadedModel, request: Request) -> AsyncIterator[Chunk]:
+    async def _generate(self, loaded: LoadedModel, tokens: list[int], request: Request) -> AsyncIterator[Chunk]:
+        """The answer from the model's batch thread. Raises Closed if the model is being unloaded."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
-        cancel = threading.Event()
-        put = queue.put_nowait
+        ended = asyncio.Event()
 
-        def work() -> None:
-            try:
-                outcome = generate(loaded.llm, loaded.vocab, request, lambda text: loop.call_soon_threadsafe(put, text), cancel)
-            except BaseException as exc:  # handed to the consumer, which re-raises it
-                loop.call_soon_threadsafe(put, exc)
-            else:
-                loop.call_soon_threadsafe(put, outcome)
+        def emit(item: object) -> None:  # on the batch thread
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+            if isinstance(item, Outcome | BaseException):
+                loop.call_soon_threadsafe(ended.set)
 
-        done = loop.run_in_executor(loaded.executor, work)
+        job = Job(tokens, request, emit)
+        loaded.batcher.submit(job)
         try:
             while True:
                 item = await queue.get()
                 if isinstance(item, str):
                     yield Chunk(text=item)
-                    continue
-                if isinstance(item, BaseException):
+                elif isinstance(item, Queued):
+                    yield Chunk(queued=item.position)
+                elif isinstance(item, BaseException):
                     raise item
-                yield Chunk(
-                    text=item.held,
-                    finish_reason=item.reason,
-                    usage=Usage(len(request.tokens), item.completion_tokens, item.cached_tokens),
-                    tool_calls=item.tool_calls,
-                    refused_calls=item.refused or None,
-                )
-                return
+                else:
+                    yield Chunk(
+                        text=item.held,
+                        finish_reason=item.reason,
+                        usage=Usage(len(tokens), item.completion_tokens, item.cached_tokens),
+                        tool_calls=item.tool_calls,
+                        refused_calls=item.refused or None,
+                    )
+                    return
         finally:
-            cancel.set()
-            await asyncio.shield(done)
+            if not ended.is_set():  # the consumer went away: free the slot before returning
+                job.cancel.set()
+                loaded.batcher.wake()
+                await asyncio.shield(ended.wait())
 
     # --- embeddings ----------------------------------------------------------------------
 
@@ -336,24 +350,21 @@ class LlamaCppEngine:
         await self._close_embedder()
 
 
-def _prefix_reusable(llm) -> bool:
-    """Whether a prompt may continue from the cached tokens of the previous one. Not for
-    sliding-window attention (Gemma 3): its cache forgets what lies outside the window, and
-    greedy answers after reuse differed from fresh ones (the same request asked twice gave two
-    texts); not for recurrent or hybrid models, whose state cannot be cut back to a prefix.
-    Those evaluate every prompt from scratch."""
-    import llama_cpp
-
-    model = llm._model.model
-    return not (llama_cpp.llama_model_n_swa(model) > 0 or llama_cpp.llama_model_is_recurrent(model)
-                or llama_cpp.llama_model_is_hybrid(model))
-
-
 def _render(loaded: LoadedModel, messages: list[dict], tools: list[dict] | None):
     try:
         return loaded.prompt.render(messages, tools)
     except ValueError as exc:  # the template's own raise_exception: the messages break its rules
         raise InvalidInput(f"the model's chat template refused the conversation: {exc}") from exc
+
+
+def _chat_prompt(loaded: LoadedModel, messages: list[dict], tools: list[dict] | None):
+    rendered = _render(loaded, messages, tools)
+    return rendered, _tokens(loaded, rendered.text)
+
+
+def _raw_prompt(loaded: LoadedModel, prompt: str) -> list[int]:
+    """Raw completion: special tokens written in the prompt count as such (Ollama's `raw`)."""
+    return loaded.runtime.tokenize(prompt, add_bos=True, special=True)
 
 
 def _count_prompt(loaded: LoadedModel, messages: list[dict]) -> int:
@@ -365,4 +376,4 @@ def _tokens(loaded: LoadedModel, text: str) -> list[int]:
     must become special tokens; a base model's transcript gets the BOS its vocabulary asks
     for, and its text (what users wrote) can never turn into control tokens."""
     chat = loaded.prompt.is_chat
-    return loaded.llm.tokenize(text.encode(), add_bos=not chat, special=chat)
+    return loaded.runtime.tokenize(text, add_bos=not chat, special=chat)

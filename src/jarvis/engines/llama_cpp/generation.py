@@ -1,19 +1,18 @@
-"""One answer from a loaded model: the token loop, run on the model's own thread.
+"""One answer from a loaded model, token by token, on the model's batch thread.
 
-Written over llama-cpp-python's `eval` and a sampler chain of our own instead of
-`create_completion`, because an answer needs what that call hides: the token ids (a tool
-call opens with a special token that its text output drops), a sampler per answer (see
-sampling.py), and a stop for degenerate loops. Per token: sample, check for the end
-(end-of-generation token, cancel, token cap, full context, loop), turn the token into text
-(UTF-8 split across tokens kept back until whole), cut at stop sequences, hold back a
-possible tool call, hand the rest out, feed the token back.
+Sampled with a sampler chain of our own rather than through `create_completion`, because an
+answer needs what that call hides: the token ids (a tool call opens with a special token that
+its text output drops), a sampler per answer (see sampling.py), and a stop for degenerate
+loops. Per token: check for the end (end-of-generation token, token cap, loop), turn the
+token into text (UTF-8 split across tokens kept back until whole), cut at stop sequences,
+hold back a possible tool call, hand the rest out. The batch loop (batching.py) samples and
+feeds the token back.
 """
 
 from __future__ import annotations
 
 import codecs
 import ctypes
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,14 +23,12 @@ from jarvis.engines.llama_cpp.tool_calls import MARKERS, ToolCallFilter
 
 @dataclass
 class Request:
-    tokens: list[int]  # the prompt
     sampling: Sampling
     max_tokens: int
     stop: list[str] = field(default_factory=list)
     offered_tools: set[str] | None = None  # tools the prompt offered: calls of these are parsed
     json_mode: bool = False
     strip_leading: bool = False  # a transcript's answer follows "Assistant:"; drop the space after it
-    reuse_prefix: bool = False  # keep the cached start of the last prompt (see _reusable)
 
 
 @dataclass
@@ -50,11 +47,11 @@ class Vocabulary:
     Control tokens show nothing, as in llama-cpp-python's own output, except the markup that
     opens or closes a tool call, which the tool-call parser needs to see."""
 
-    def __init__(self, llm) -> None:
+    def __init__(self, model) -> None:
         import llama_cpp
 
         self._lib = llama_cpp
-        self._vocab = llm._model.vocab
+        self._vocab = model.vocab
         self._buffer = ctypes.create_string_buffer(256)
         self._pieces: dict[int, bytes] = {}
         self._eog: dict[int, bool] = {}
@@ -87,20 +84,6 @@ class Vocabulary:
         return self._buffer.raw[:size]
 
 
-def _reusable(llm, tokens: list[int]) -> int:
-    """How many leading tokens of `tokens` the context holds already from the last answer (a
-    conversation's next turn repeats the whole earlier prompt and answer). At least the last
-    prompt token is evaluated again: sampling needs its logits."""
-    import numpy as np
-
-    cached = llm.input_ids[: llm.n_tokens]
-    size = min(len(cached), len(tokens) - 1)
-    if size <= 0:
-        return 0
-    same = cached[:size] == np.asarray(tokens[:size], dtype=cached.dtype)
-    return size if same.all() else int(np.argmin(same))
-
-
 class StopFilter:
     """Cuts the text at the first stop sequence; keeps back a tail that may be the start of one."""
 
@@ -131,70 +114,67 @@ class StopFilter:
         return held
 
 
-def generate(llm, vocab: Vocabulary, request: Request, emit: Callable[[str], None], cancel: threading.Event) -> Outcome:
-    """Generate one answer with `llm` from a fresh context, handing text to `emit` as it
-    comes. Runs on the model's thread; returns why it ended."""
-    grammar = None
-    if request.json_mode:
-        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+class Answer:
+    """One answer's state while its slot generates: fed one sampled token at a time by the
+    batch loop (batching.py), it decides whether the answer goes on and hands text out."""
 
-        grammar = LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-    sampler = build_sampler(llm, request.sampling, grammar=grammar)
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    stops = StopFilter(request.stop)
-    tools = ToolCallFilter(request.offered_tools) if request.offered_tools else None
-    guard = RepetitionGuard()
-    n_ctx = llm.n_ctx()
-    produced = 0
-    reason = "length"
-    cut = False  # ended by a stop sequence: what follows it is not the answer
+    def __init__(self, model, n_ctx: int, vocab: Vocabulary, request: Request, emit: Callable[[str], None]) -> None:
+        grammar = None
+        if request.json_mode:
+            from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
-    started = not request.strip_leading
+            grammar = LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+        self.sampler = build_sampler(model, request.sampling, n_ctx=n_ctx, grammar=grammar)
+        self.request = request
+        self.vocab = vocab
+        self.emit = emit
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.stops = StopFilter(request.stop)
+        self.tools = ToolCallFilter(request.offered_tools) if request.offered_tools else None
+        self.guard = RepetitionGuard()
+        self.produced = 0
+        self.cached = 0  # prompt tokens the slot had cached (set when it is admitted)
+        self.reason = "length"
+        self.cut = False  # ended by a stop sequence: what follows it is not the answer
+        self.started = not request.strip_leading
 
-    def hand_out(text: str) -> None:
-        nonlocal started
-        if not started:
-            text = text.lstrip()
-            started = bool(text)
-        if tools is not None:
-            text = tools.feed(text)
-        if text:
-            emit(text)
+    def accept(self, token: int) -> bool:
+        """Take the token just sampled; True when the answer is over (the token is then not
+        part of it, unless it was text that ended in a stop sequence or a loop)."""
+        if self.vocab.is_end(token):
+            self.reason = "stop"
+            return True
+        self.produced += 1
+        text, stopped = self.stops.feed(self.decoder.decode(self.vocab.piece(token)))
+        self._hand_out(text)
+        if stopped:
+            self.reason, self.cut = "stop", True
+            return True
+        if self.guard.add(token):
+            self.reason = "repetition"
+            return True
+        return self.produced >= self.request.max_tokens  # reason stays "length"
 
-    try:
-        cached = _reusable(llm, request.tokens) if request.reuse_prefix else 0
-        if cached:
-            llm.n_tokens = cached  # eval() drops the cache beyond this point first
-        else:
-            llm.reset()
-        llm.eval(request.tokens[cached:])
-        while True:
-            if cancel.is_set():
-                reason = "cancelled"
-                break
-            if produced >= request.max_tokens or llm.n_tokens >= n_ctx:
-                break
-            token = sampler.sample(llm._ctx, -1)
-            if vocab.is_end(token):
-                reason = "stop"
-                break
-            produced += 1
-            text, stopped = stops.feed(decoder.decode(vocab.piece(token)))
-            hand_out(text)
-            if stopped:
-                reason, cut = "stop", True
-                break
-            if guard.add(token):
-                reason = "repetition"
-                break
-            llm.eval([token])
-        if not cut:
-            hand_out(stops.feed(decoder.decode(b"", final=True))[0] + stops.flush())
+    def finish(self, reason: str | None = None) -> Outcome:
+        """How the answer ended (`reason` overrides: cancelled, or length at a full context);
+        hands out what was held back, frees the sampler."""
+        if reason is not None:
+            self.reason = reason
+        if not self.cut:
+            self._hand_out(self.stops.feed(self.decoder.decode(b"", final=True))[0] + self.stops.flush())
         calls, held, refused = None, "", []
-        if tools is not None:
-            held, calls, refused = tools.finish()
-            if calls and reason in ("stop", "length"):
-                reason = "tool_calls"
-        return Outcome(reason, produced, cached, calls or None, held, refused)
-    finally:
-        sampler.close()
+        if self.tools is not None:
+            held, calls, refused = self.tools.finish()
+            if calls and self.reason in ("stop", "length"):
+                self.reason = "tool_calls"
+        self.sampler.close()
+        return Outcome(self.reason, self.produced, self.cached, calls or None, held, refused)
+
+    def _hand_out(self, text: str) -> None:
+        if not self.started:
+            text = text.lstrip()
+            self.started = bool(text)
+        if self.tools is not None:
+            text = self.tools.feed(text)
+        if text:
+            self.emit(text)

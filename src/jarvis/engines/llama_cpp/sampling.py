@@ -69,9 +69,10 @@ def _typed(name: str, value):
     return int(value) if name in ("top_k", "repeat_last_n", "seed") else float(value)
 
 
-def build_sampler(llm, sampling: Sampling, *, grammar=None):
-    """A llama.cpp sampler chain for `sampling` on `llm` (a llama_cpp.Llama): penalties first,
-    then the grammar, then greedy or top-k → top-p → min-p → temperature → draw.
+def build_sampler(model, sampling: Sampling, *, n_ctx: int, grammar=None):
+    """A llama.cpp sampler chain for `sampling` on `model` (llama-cpp-python's LlamaModel;
+    `n_ctx` the context one answer has): penalties first, then the grammar, then greedy or
+    top-k → top-p → min-p → temperature → draw.
 
     Built here rather than through `Llama.generate` because the penalty window
     (`repeat_last_n`) is fixed per Llama object there, and each answer brings its own.
@@ -79,14 +80,14 @@ def build_sampler(llm, sampling: Sampling, *, grammar=None):
     from llama_cpp import _internals
 
     sampler = _internals.LlamaSampler()
-    last_n = llm.n_ctx() if sampling.repeat_last_n < 0 else sampling.repeat_last_n  # Ollama: -1 = the context
+    last_n = n_ctx if sampling.repeat_last_n < 0 else sampling.repeat_last_n  # Ollama: -1 = the context
     if last_n and (sampling.repeat_penalty != 1.0 or sampling.presence_penalty or sampling.frequency_penalty):
         sampler.add_penalties(
-            n_vocab=llm.n_vocab(), penalty_last_n=last_n, penalty_repeat=sampling.repeat_penalty,
+            n_vocab=model.n_vocab(), penalty_last_n=last_n, penalty_repeat=sampling.repeat_penalty,
             penalty_freq=sampling.frequency_penalty, penalty_present=sampling.presence_penalty,
         )
     if grammar is not None:
-        sampler.add_grammar(llm._model, grammar)
+        sampler.add_grammar(model, grammar)
     if sampling.greedy:
         sampler.add_greedy()
         return sampler

@@ -1,0 +1,269 @@
+"""Continuous batching over the slots of one loaded model, on one thread of its own.
+
+Written by hand over llama-cpp-python's low-level API (a `llama_batch` with sequence ids,
+`llama_decode`, per-sequence KV-cache removal, a sampler chain per slot) because its
+high-level `Llama.create_completion` runs one sequence at a time and cannot batch.
+
+Each step: waiting jobs take free slots (a job goes to the slot whose cached tokens continue
+into its prompt, so a session's next turn finds its own cache and evaluates only what is
+new; else to the slot used longest ago); then one decode holds the next token of every
+generating slot plus chunks of pending prompts, up to BATCH_TOKENS; then each slot whose
+prompt is done samples its next token. Jobs beyond the slots wait in a FIFO and are told
+their position whenever it changes. A cancelled job leaves its slot at the next step.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from jarvis.engines.llama_cpp.context import BATCH_TOKENS, Runtime
+from jarvis.engines.llama_cpp.generation import Answer, Outcome, Request
+from jarvis.errors import JarvisError
+
+log = logging.getLogger(__name__)
+
+class EngineFailure(JarvisError):
+    status_code = 500
+    code = "engine_error"
+
+
+class Closed(Exception):
+    """The batcher no longer takes jobs (its model is being unloaded)."""
+
+
+@dataclass(frozen=True)
+class Queued:
+    position: int  # 1: next to get a slot
+
+
+@dataclass
+class Job:
+    tokens: list[int]  # the whole prompt
+    request: Request
+    emit: Callable[[object], None]  # text, Queued, then one Outcome or exception; thread-safe
+    cancel: threading.Event = field(default_factory=threading.Event)
+    answer: Answer | None = None
+    pending: list[int] = field(default_factory=list)  # prompt tokens not yet evaluated
+    next_token: int | None = None  # sampled, to be evaluated in the next step
+    position: int = 0  # last reported queue position
+
+
+class Slot:
+    def __init__(self, seq_id: int) -> None:
+        self.seq_id = seq_id
+        self.tokens: list[int] = []  # what this slot's KV cache holds
+        self.prompt_size = 0  # how many of them were its last job's prompt
+        self.job: Job | None = None
+        self.used_at = 0  # admission counter of its last job: 0 never used
+
+
+class Batcher:
+    def __init__(self, runtime: Runtime, *, name: str = "model") -> None:
+        self.runtime = runtime
+        self.slots = [Slot(seq) for seq in range(runtime.slots)]
+        self.waiting: deque[Job] = deque()
+        self.peak_busy = 0  # most slots generating at once so far
+        self._admissions = itertools.count(1)
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name=f"llama-{name}", daemon=True)
+        self._thread.start()
+
+    # --- called from the event loop -------------------------------------------------
+
+    def submit(self, job: Job) -> None:
+        """Queue `job`; raises Closed when the model is being unloaded."""
+        with self._cond:
+            if self._closing:
+                raise Closed
+            self.waiting.append(job)
+            self._cond.notify()
+
+    def wake(self) -> None:
+        """Look at cancel flags now (a job waiting in the queue was cancelled)."""
+        with self._cond:
+            self._cond.notify()
+
+    def close(self) -> None:
+        """Take no more jobs, let the running and waiting ones finish, stop. Blocking."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()
+
+    def stats(self) -> dict:
+        busy = sum(1 for slot in self.slots if slot.job is not None)
+        cached = sum(len(slot.tokens) for slot in self.slots)
+        return {"total": len(self.slots), "busy": busy, "queued": len(self.waiting),
+                "tokens_per_slot": self.runtime.n_ctx, "cached_tokens": cached,
+                "cache_use": round(cached / (len(self.slots) * self.runtime.n_ctx), 4)}
+
+    # --- the batch thread -------------------------------------------------------------
+
+    def _run(self) -> None:
+        import llama_cpp
+
+        batch = llama_cpp.llama_batch_init(BATCH_TOKENS, 0, 1)
+        try:
+            while True:
+                with self._cond:
+                    self._admit()
+                    if not any(slot.job for slot in self.slots):
+                        if self._closing and not self.waiting:
+                            return
+                        self._cond.wait()
+                        continue
+                try:
+                    self._step(batch)
+                except Exception as exc:  # a bug or a llama.cpp failure: end every answer, keep serving
+                    log.exception("batch step failed")
+                    self._fail_all(exc)
+        finally:
+            llama_cpp.llama_batch_free(batch)
+
+    def _admit(self) -> None:
+        """Give free slots to waiting jobs in arrival order; tell the rest their place."""
+        for job in [job for job in self.waiting if job.cancel.is_set()]:
+            self.waiting.remove(job)
+            job.emit(Outcome("cancelled", 0))
+        free = [slot for slot in self.slots if slot.job is None]
+        while self.waiting and free:
+            job = self.waiting.popleft()
+            slot = self._choose(free, job.tokens)
+            free.remove(slot)
+            self._assign(slot, job)
+        busy = sum(1 for slot in self.slots if slot.job is not None)
+        self.peak_busy = max(self.peak_busy, busy)
+        for position, job in enumerate(self.waiting, 1):
+            if job.position != position:
+                job.position = position
+                job.emit(Queued(position))
+
+    def _choose(self, free: list[Slot], tokens: list[int]) -> Slot:
+        """The free slot whose last prompt this one continues (a conversation's next turn, or
+        the same prompt again), else the one used longest ago (never-used slots first): a
+        prefix shared with any conversation (the system prompt) does not take its slot."""
+        if self.runtime.reuse_prefix:
+            own = [(n, slot) for slot in free if slot.prompt_size
+                   and (n := _common_prefix(slot.tokens, tokens)) >= min(slot.prompt_size, len(tokens) - 1)]
+            if own:
+                return max(own, key=lambda pair: pair[0])[1]
+        return min(free, key=lambda slot: slot.used_at)
+
+    def _assign(self, slot: Slot, job: Job) -> None:
+        import llama_cpp
+
+        runtime = self.runtime
+        keep = 0
+        if runtime.reuse_prefix:  # at least the last prompt token is evaluated: sampling needs its logits
+            keep = min(_common_prefix(slot.tokens, job.tokens), len(job.tokens) - 1)
+        if keep < len(slot.tokens):
+            memory = llama_cpp.llama_get_memory(runtime.ctx.ctx)
+            if not llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, keep, -1):
+                llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, -1, -1)  # cannot cut back: start afresh
+                keep = 0
+            del slot.tokens[keep:]
+        job.pending = job.tokens[keep:]
+        job.answer = Answer(runtime.model, runtime.n_ctx, runtime.vocab, job.request, job.emit)
+        job.answer.cached = keep
+        slot.job = job
+        slot.prompt_size = len(job.tokens)
+        slot.used_at = next(self._admissions)
+
+    def _step(self, batch) -> None:
+        import llama_cpp
+
+        runtime = self.runtime
+        for slot in self.slots:
+            if slot.job is not None and slot.job.cancel.is_set():
+                self._finish(slot, "cancelled")
+        count = 0
+        added: list[tuple[Slot, list[int]]] = []  # tokens each slot gets in this decode
+        sampled: list[tuple[Slot, int]] = []  # slots sampling after it, at their logits' index
+
+        def put(slot: Slot, tokens: list[int], logits_last: bool) -> None:
+            nonlocal count
+            start = len(slot.tokens)
+            for offset, token in enumerate(tokens):
+                batch.token[count] = token
+                batch.pos[count] = start + offset
+                batch.n_seq_id[count] = 1
+                batch.seq_id[count][0] = slot.seq_id
+                batch.logits[count] = False
+                count += 1
+            if logits_last:
+                batch.logits[count - 1] = True
+                sampled.append((slot, count - 1))
+            added.append((slot, tokens))
+
+        for slot in self.slots:  # one token for each generating slot
+            job = slot.job
+            if job is None or job.pending:
+                continue
+            if len(slot.tokens) >= runtime.n_ctx:
+                self._finish(slot, "length")  # its share of the context is full
+                continue
+            put(slot, [job.next_token], True)
+        prefilling = sorted((slot for slot in self.slots if slot.job and slot.job.pending), key=lambda s: s.used_at)
+        for slot in prefilling:  # then prompts, oldest first, as far as the batch goes
+            room = BATCH_TOKENS - count
+            if room <= 0:
+                break
+            chunk = slot.job.pending[:room]
+            put(slot, chunk, len(chunk) == len(slot.job.pending))
+        if not count:
+            return
+        batch.n_tokens = count
+        status = llama_cpp.llama_decode(runtime.ctx.ctx, batch)
+        if status != 0:
+            raise EngineFailure(f"llama_decode failed ({status}) for a batch of {count} tokens")
+        for slot, tokens in added:
+            slot.tokens.extend(tokens)
+            if slot.job.pending:
+                del slot.job.pending[: len(tokens)]
+        for slot, index in sampled:
+            job = slot.job
+            token = job.answer.sampler.sample(runtime.ctx, index)
+            if job.answer.accept(token):
+                self._finish(slot)
+            else:
+                job.next_token = token
+        busy = sum(1 for slot in self.slots if slot.job is not None)
+        self.peak_busy = max(self.peak_busy, busy)
+
+    def _finish(self, slot: Slot, reason: str | None = None) -> None:
+        job, slot.job = slot.job, None
+        try:
+            outcome = job.answer.finish(reason)
+        except Exception as exc:
+            job.emit(exc)
+        else:
+            job.emit(outcome)
+
+    def _fail_all(self, exc: Exception) -> None:
+        """End every running answer with `exc`; their slots start afresh."""
+        import llama_cpp
+
+        memory = llama_cpp.llama_get_memory(self.runtime.ctx.ctx)
+        for slot in self.slots:
+            llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, -1, -1)
+            slot.tokens, slot.prompt_size = [], 0
+            job, slot.job = slot.job, None
+            if job is not None:
+                if job.answer is not None:
+                    job.answer.sampler.close()
+                job.emit(exc if isinstance(exc, JarvisError) else EngineFailure(f"generation failed: {exc}"))
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
