@@ -51,7 +51,7 @@ async def test_a_harmless_embedded_template_is_used(tmp_path, bundled_path):
     engine = LlamaCppEngine(install(tmp_path, bundled_path, HARMLESS, "templated"))
     try:
         loaded = await engine.load("templated")
-        assert loaded.llm.metadata["tokenizer.chat_template"] == HARMLESS
+        assert loaded.runtime.model.metadata()["tokenizer.chat_template"] == HARMLESS
         chunks = [c async for c in engine.stream("templated", [{"role": "user", "content": "hi"}],
                                                  GenerationOptions(temperature=0, max_tokens=4))]
         assert chunks[-1].finish_reason
