@@ -209,6 +209,14 @@ async def test_health_ps_and_streams_show_slots_and_queue(make_settings):
                 names = [name for name, _ in events]
                 assert names.index("queued") < names.index("end")
                 assert dict(events)["queued"] == {"position": 1}
+
+            # OpenAI's usage says how much of the prompt came from the cache
+            body = {"model": BUNDLED_NAME, "messages": [{"role": "user", "content": "Name a planet."}],
+                    "temperature": 0, "max_tokens": 8}
+            first = (await http.post("/v1/chat/completions", json=body)).json()["usage"]
+            again = (await http.post("/v1/chat/completions", json=body)).json()["usage"]
+            assert first["prompt_tokens_details"]["cached_tokens"] < first["prompt_tokens"]
+            assert again["prompt_tokens_details"]["cached_tokens"] == again["prompt_tokens"] - 1
     finally:
         server.stop()
 

@@ -346,7 +346,7 @@ class ChatService:
         called: set[str] = set()  # tools run for this answer
         results: list[tuple[dict, str]] = []  # the last round's (call, result)
         messages = list(reply.messages)
-        prompt_tokens = completion_tokens = 0
+        prompt_tokens = completion_tokens = cached_tokens = 0
         words_only = False  # set when the model reached for a tool it was not offered
         for round_number in range(MAX_TOOL_ROUNDS + 2):
             # the last round must answer in words
@@ -367,7 +367,8 @@ class ChatService:
             if final.usage:
                 prompt_tokens += final.usage.prompt_tokens or 0
                 completion_tokens += final.usage.completion_tokens or 0
-            usage = Usage(prompt_tokens, completion_tokens) if final.usage else None
+                cached_tokens += final.usage.cached_tokens or 0
+            usage = Usage(prompt_tokens, completion_tokens, cached_tokens) if final.usage else None
             if final.refused_calls and not final.tool_calls and not parts and not words_only:
                 # Only a call of a tool that does not exist (a small model inventing one): ask
                 # again without tools rather than show the user that call's JSON.

@@ -111,7 +111,10 @@ def _conversation(messages: list[Message]) -> list[dict]:
 def _usage(usage) -> dict:
     prompt = (usage.prompt_tokens if usage else None) or 0
     completion = (usage.completion_tokens if usage else None) or 0
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    shaped = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    if usage is not None and usage.cached_tokens is not None:  # prompt tokens read from the cache, as OpenAI reports them
+        shaped["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    return shaped
 
 
 def _tool_calls(calls: list[dict] | None) -> list[dict] | None:
