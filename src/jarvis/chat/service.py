@@ -13,7 +13,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from typing import Any
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
@@ -23,7 +24,7 @@ from jarvis.config import Settings
 from jarvis.engines.base import Chunk, Engine, GenerationOptions, Usage
 from jarvis.engines.router import EngineRouter
 from jarvis.errors import InvalidInput, JarvisError, PayloadTooLarge, SessionNotFound
-from jarvis.memory.service import encode_ids, render_for_prompt
+from jarvis.memory.service import MemoryService, encode_ids, render_for_prompt
 from jarvis.plugins.manager import CommandCall, PluginManager
 from jarvis.plugins.types import Context
 from jarvis.storage import repos
@@ -98,7 +99,7 @@ class Reply:
     # Set by the caller before closing the stream to say why it stopped early.
     stop_status: str = "disconnected"
 
-    def events(self) -> AsyncIterator[Started | Queued | Token | Finished | Failed]:
+    def events(self) -> AsyncGenerator[Started | Queued | Token | Finished | Failed, None]:
         return self.service._run(self)
 
 
@@ -110,8 +111,8 @@ class ChatService:
         self.engines = engines
         self.settings = settings
         self.plugins = plugins
-        self.memory = None  # MemoryService, when the service graph has one
-        self.services = None  # the whole graph, handed to plugins through their Context
+        self.memory: MemoryService | None = None  # when the service graph has one
+        self.services: Any = None  # the whole graph (jarvis.services.Services), handed to plugins through their Context
         self._background: set[asyncio.Task] = set()
 
     # --- sessions ------------------------------------------------------------------
@@ -209,7 +210,7 @@ class ChatService:
                 raise SessionNotFound(f"no chat session {session_id!r}")  # taken by someone else: not theirs to see
             if session_id and session is None and not create_missing:
                 raise SessionNotFound(f"no chat session {session_id!r}")
-            history = await repos.list_messages(db, session_id) if session and conversation is None else []
+            history = await repos.list_messages(db, session.id) if session and conversation is None else []
         model = model or (session.model if session else None) or self._default_model()
         new_session_id = session_id or new_id()
         command = self.plugins.match_command(text) if self.plugins else None
@@ -247,7 +248,7 @@ class ChatService:
             messages = build_messages(system, history, text_for_model)
         context = await engine.context_length(engine_model)
         if context:
-            budget = max(context - options.max_tokens, context // 2)
+            budget = max(context - (options.max_tokens or 0), context // 2)
 
             async def count(candidate: list[dict]) -> int:
                 return await engine.count_prompt_tokens(engine_model, candidate)
@@ -320,13 +321,15 @@ class ChatService:
         memory = self.memory.for_user(user) if self.memory is not None else None
         return Context(session_id=session_id, model=model, user=user, memory=memory, services=self.services)
 
-    async def _chunks(self, reply: Reply) -> AsyncIterator[Chunk]:
+    async def _chunks(self, reply: Reply) -> AsyncGenerator[Chunk, None]:
         """The answer: from a plugin command, or streamed from the engine."""
         if reply.command is not None:
+            assert self.plugins is not None  # commands come from plugins
             text = await self.plugins.run_command(reply.command, self.context(reply.session_id, reply.model, reply.user))
             yield Chunk(text=text)
             yield Chunk(finish_reason="command", usage=Usage(0, 0))
             return
+        assert reply.engine is not None  # every reply but a command's has one
         if reply.client_tools:  # the caller runs its tools: one round, calls handed back
             async with aclosing(
                 reply.engine.stream(reply.engine_model, reply.messages, reply.options, reply.client_tools)
@@ -401,7 +404,7 @@ class ChatService:
             })
             context = self.context(reply.session_id, reply.model, reply.user)
             for call in final.tool_calls:
-                if call["name"] not in tools:  # engines parse only offered calls; never run another
+                if call["name"] not in tools or self.plugins is None:  # engines parse only offered calls; never run another
                     log.warning("the model called %r, which was not offered; not run", call["name"])
                     result = f"error: there is no tool named {call['name']!r}"
                 else:
@@ -446,7 +449,7 @@ class ChatService:
         await self._remember(reply, user)
         return user, answer
 
-    async def _run(self, reply: Reply) -> AsyncIterator[Started | Queued | Token | Finished | Failed]:
+    async def _run(self, reply: Reply) -> AsyncGenerator[Started | Queued | Token | Finished | Failed, None]:
         user, answer = await self._start(reply)
         yield Started(reply.session_id, user.id, answer.id, reply.model)
 
@@ -457,7 +460,7 @@ class ChatService:
         usage: Usage | None = None
         finish_reason: str | None = None
         tool_calls: list[dict] | None = None
-        final = {"status": "complete"}
+        final: dict[str, Any] = {"status": "complete"}
         try:
             async with aclosing(self._chunks(reply)) as chunks:
                 async for chunk in chunks:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -69,7 +69,7 @@ class Engine(Protocol):
 
     def stream(
         self, model: str, messages: list[dict], options: GenerationOptions, tools: list[dict] | None = None
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk, None]:
         """`tools` are OpenAI-style function specs; engines that cannot call tools ignore them."""
         ...
 

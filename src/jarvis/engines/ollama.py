@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import httpx
 
@@ -21,7 +21,7 @@ class OllamaEngine(RemoteEngine):
 
     async def stream(
         self, model: str, messages: list[dict], options: GenerationOptions, tools: list[dict] | None = None
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk, None]:
         body = {"model": model, "messages": _to_ollama(messages), "stream": True, "options": _ollama_options(options)}
         if tools:
             body["tools"] = tools

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import httpx
 from httpx_sse import SSEError, aconnect_sse
@@ -22,7 +22,7 @@ class OpenAIEngine(RemoteEngine):
 
     async def stream(
         self, model: str, messages: list[dict], options: GenerationOptions, tools: list[dict] | None = None
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk, None]:
         body = {"model": model, "messages": messages, "stream": True, **_openai_options(options)}
         if tools:
             body["tools"] = tools

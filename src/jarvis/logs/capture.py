@@ -109,7 +109,7 @@ class CaptureHandler(logging.Handler):
             clean = redact.value(extra)
             extra_text = json.dumps(clean, default=str, ensure_ascii=False)
             if len(extra_text) > MAX_EXTRA_CHARS:
-                extra_text = json.dumps({"truncated": True, "keys": sorted(clean)[:50]})
+                extra_text = json.dumps({"truncated": True, "keys": sorted(map(str, extra))[:50]})
             value = extra.get("status")
             if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
                 status = value
@@ -127,7 +127,7 @@ class CaptureHandler(logging.Handler):
 
     def take(self, limit: int) -> list[dict]:
         """Up to `limit` queued rows, oldest first."""
-        rows = []
+        rows: list[dict] = []
         while len(rows) < limit:
             try:
                 rows.append(self.queue.get_nowait())

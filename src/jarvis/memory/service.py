@@ -7,6 +7,7 @@ bear on a message and records which ones it used.
 
 from __future__ import annotations
 
+import builtins
 import json
 import re
 import time
@@ -84,7 +85,7 @@ class MemoryStats:
     pinned: int
     chars: int
     bytes: int
-    most_used: list[Memory]
+    most_used: builtins.list[Memory]
     oldest: Memory | None
     newest: Memory | None
     searches: dict
@@ -203,7 +204,7 @@ class MemoryService:
 
     async def list(
         self, *, user: str = "default", limit: int = 50, offset: int = 0, kind: str | None = None
-    ) -> tuple[list[Memory], int]:
+    ) -> tuple[builtins.list[Memory], int]:
         """A page of memories, newest first, and the total. Raises InvalidInput."""
         _check_range("limit", limit, 1, MAX_LIST_LIMIT)
         _check_range("offset", offset, 0, MAX_ID)
@@ -221,7 +222,7 @@ class MemoryService:
         limit: int = 10,
         kind: str | None = None,
         similarity: SimilarityScorer | None = None,
-    ) -> list[tuple[Memory, float]]:
+    ) -> builtins.list[tuple[Memory, float]]:
         """Memories matching a query, best first, each with a score in 0..1.
 
         Full-text relevance as described in memory/search.py (a query with broken search
@@ -253,7 +254,7 @@ class MemoryService:
         limit: int = 3,
         min_score: float = 0.3,
         max_pinned: int = 5,
-    ) -> list[tuple[Memory, float]]:
+    ) -> builtins.list[tuple[Memory, float]]:
         """The memories to put in the prompt for a user message.
 
         The rule: every pinned memory (newest first, at most `max_pinned`, score 1.0) — the
@@ -270,12 +271,12 @@ class MemoryService:
             query = fts.message_query(text or "")
             async with self._reading() as session:
                 pinned = list(await store.pinned_memories(session, user=user, limit=max_pinned)) if max_pinned > 0 else []
-                chosen: list[tuple[Memory, float]] = [(row, 1.0) for row in pinned]
+                chosen: builtins.list[tuple[Memory, float]] = [(row, 1.0) for row in pinned]
                 if not query.terms or limit <= 0:
                     return chosen
                 seen = {row.id for row in pinned}
-                ranked = await self._ranked(session, query, user=user, limit=limit + len(seen), kind=None)
-            ranked = await self._blend(query, ranked, self.similarity)
+                candidates = await self._ranked(session, query, user=user, limit=limit + len(seen), kind=None)
+            ranked = await self._blend(query, candidates, self.similarity)
             fresh = [(row, score) for row, score in ranked if row.id not in seen and score >= min_score]
             return chosen + fresh[:limit]
         finally:
@@ -283,7 +284,7 @@ class MemoryService:
 
     async def _ranked(
         self, session: AsyncSession, query: fts.Query, *, user: str, limit: int, kind: str | None
-    ) -> list[tuple[Memory, float, float]]:
+    ) -> builtins.list[tuple[Memory, float, float]]:
         """(memory, word-overlap score, database relevance) for the full-text candidates."""
         # a few more candidates than asked for: the word-overlap score may reorder the top
         found = await fts.candidates(
@@ -294,8 +295,8 @@ class MemoryService:
         return [(row, fts.overlap(query.terms, row.content, prefix=found.prefix), rank) for row, rank in found.ranked]
 
     async def _blend(
-        self, query: fts.Query, hits: list[tuple[Memory, float, float]], similarity: SimilarityScorer | None
-    ) -> list[tuple[Memory, float]]:
+        self, query: fts.Query, hits: builtins.list[tuple[Memory, float, float]], similarity: SimilarityScorer | None
+    ) -> builtins.list[tuple[Memory, float]]:
         """Blend in semantic similarity when there is a scorer; order by the final score."""
         scores = [score for _, score, _ in hits]
         if similarity is not None and hits:
@@ -369,13 +370,13 @@ class UserMemories:
     async def delete(self, memory_id: int) -> None:
         await self.service.delete(memory_id, user=self.user)
 
-    async def list(self, **options) -> tuple[list[Memory], int]:
+    async def list(self, **options) -> tuple[builtins.list[Memory], int]:
         return await self.service.list(user=self.user, **options)
 
-    async def search(self, query: str, **options) -> list[tuple[Memory, float]]:
+    async def search(self, query: str, **options) -> builtins.list[tuple[Memory, float]]:
         return await self.service.search(query, user=self.user, **options)
 
-    async def relevant(self, text: str, **options) -> list[tuple[Memory, float]]:
+    async def relevant(self, text: str, **options) -> builtins.list[tuple[Memory, float]]:
         return await self.service.relevant(text, user=self.user, **options)
 
 
@@ -396,7 +397,7 @@ def encode_ids(memories: Sequence[Memory] | Sequence[int]) -> str | None:
     return json.dumps(ids) if ids else None
 
 
-def decode_ids(value: str | None) -> list[int]:
+def decode_ids(value: str | None) -> builtins.list[int]:
     """ChatMessage.memory_ids back as a list (an empty list for NULL or damaged values)."""
     if not value:
         return []

@@ -19,11 +19,13 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 @hookspec
 def jarvis_commands() -> list[Command]:
     """Chat commands this plugin adds (`/time`, `/calc`, …)."""
+    raise NotImplementedError  # a specification: plugins implement it
 
 
 @hookspec
 def jarvis_tools() -> list[Tool]:
     """Tools a model that supports tool calling may call."""
+    raise NotImplementedError
 
 
 @hookspec

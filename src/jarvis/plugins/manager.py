@@ -9,6 +9,9 @@ plugin, where `GET /api/plugins` shows it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import builtins
 import asyncio
 import inspect
 import logging
@@ -46,7 +49,7 @@ class PluginRecord:
     enabled: bool = True
     last_error: str | None = None
     last_error_at: str | None = None
-    capabilities: list[str] = field(default_factory=list)
+    capabilities: builtins.list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -77,7 +80,7 @@ class PluginManager:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.records: dict[str, PluginRecord] = {}
-        self.on_change = None  # callable(record) — set by the service graph to publish events
+        self.on_change: Callable[[PluginRecord], None] | None = None  # set by the service graph to publish events
 
     async def start(self) -> None:
         """Register the built-ins and every installed package's plugin, then apply saved state."""
@@ -124,7 +127,7 @@ class PluginManager:
         record.capabilities = self._capabilities(plugin_id)
         self.records[plugin_id] = record
 
-    def _capabilities(self, plugin_id: str) -> list[str]:
+    def _capabilities(self, plugin_id: str) -> builtins.list[str]:
         names = {"jarvis_commands": "commands", "jarvis_tools": "tools",
                  "jarvis_before_message": "before_message", "jarvis_after_answer": "after_answer"}
         found = []
@@ -135,7 +138,7 @@ class PluginManager:
 
     # --- state ---------------------------------------------------------------------------
 
-    def list(self) -> list[dict]:
+    def list(self) -> builtins.list[dict]:
         return [record.to_dict() for record in self.records.values()]
 
     def get(self, plugin_id: str) -> PluginRecord:
@@ -190,7 +193,7 @@ class PluginManager:
                 self.on_change(record)
             raise
 
-    def _collect(self, hook: str) -> list[tuple[PluginRecord, Any]]:
+    def _collect(self, hook: str) -> builtins.list[tuple[PluginRecord, Any]]:
         items = []
         for record, impl in self._impls(hook):
             try:

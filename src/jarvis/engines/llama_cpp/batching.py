@@ -203,7 +203,7 @@ class Batcher:
 
         for slot in self.slots:  # one token for each generating slot
             job = slot.job
-            if job is None or job.pending:
+            if job is None or job.pending or job.next_token is None:
                 continue
             if len(slot.tokens) >= runtime.n_ctx:
                 self._finish(slot, "length")  # its share of the context is full
@@ -214,8 +214,9 @@ class Batcher:
             room = BATCH_TOKENS - count
             if room <= 0:
                 break
-            chunk = slot.job.pending[:room]
-            put(slot, chunk, len(chunk) == len(slot.job.pending))
+            pending = _job(slot).pending
+            chunk = pending[:room]
+            put(slot, chunk, len(chunk) == len(pending))
         if not count:
             return
         batch.n_tokens = count
@@ -224,22 +225,24 @@ class Batcher:
             raise EngineFailure(f"llama_decode failed ({status}) for a batch of {count} tokens")
         for slot, tokens in added:
             slot.tokens.extend(tokens)
-            if slot.job.pending:
-                del slot.job.pending[: len(tokens)]
+            job = _job(slot)
+            if job.pending:
+                del job.pending[: len(tokens)]
         for slot, index in sampled:
-            job = slot.job
-            token = job.answer.sampler.sample(runtime.ctx, index)
-            if job.answer.accept(token):
+            answer = _answer(slot)
+            token = answer.sampler.sample(runtime.ctx, index)
+            if answer.accept(token):
                 self._finish(slot)
             else:
-                job.next_token = token
+                _job(slot).next_token = token
         busy = sum(1 for slot in self.slots if slot.job is not None)
         self.peak_busy = max(self.peak_busy, busy)
 
     def _finish(self, slot: Slot, reason: str | None = None) -> None:
-        job, slot.job = slot.job, None
+        answer = _answer(slot)
+        job, slot.job = _job(slot), None
         try:
-            outcome = job.answer.finish(reason)
+            outcome = answer.finish(reason)
         except Exception as exc:
             job.emit(exc)
         else:
@@ -258,6 +261,17 @@ class Batcher:
                 if job.answer is not None:
                     job.answer.sampler.close()
                 job.emit(exc if isinstance(exc, JarvisError) else EngineFailure(f"generation failed: {exc}"))
+
+
+def _job(slot: Slot) -> Job:
+    assert slot.job is not None  # only called for busy slots
+    return slot.job
+
+
+def _answer(slot: Slot) -> Answer:
+    answer = _job(slot).answer
+    assert answer is not None  # set when the job took the slot
+    return answer
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from jarvis.engines.llama_cpp.generation import Vocabulary
 from jarvis.engines.llama_cpp.prompt import ChatPrompt
@@ -32,8 +33,8 @@ class ContextTooLarge(ModelLoadError):
 
 @dataclass
 class Runtime:
-    model: object  # llama_cpp._internals.LlamaModel
-    ctx: object  # llama_cpp._internals.LlamaContext
+    model: Any  # llama_cpp._internals.LlamaModel (llama-cpp-python ships no type stubs)
+    ctx: Any  # llama_cpp._internals.LlamaContext
     slots: int
     n_ctx: int  # tokens each slot holds
     reuse_prefix: bool  # whether a prompt may continue from a slot's cached tokens

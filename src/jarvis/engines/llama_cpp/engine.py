@@ -15,11 +15,12 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -76,7 +77,7 @@ class LlamaCppEngine:
         self.last_error: str | None = None
         self._switch = asyncio.Lock()
         self._prompts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama-prompts")
-        self._embedder: tuple[str, object, ThreadPoolExecutor] | None = None
+        self._embedder: tuple[str, Any, ThreadPoolExecutor] | None = None  # llama_cpp.Llama
         self._embed_lock = asyncio.Lock()
 
     # --- loading -------------------------------------------------------------------
@@ -157,7 +158,7 @@ class LlamaCppEngine:
 
     async def stream(
         self, model: str, messages: list[dict], options: GenerationOptions, tools: list[dict] | None = None
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk, None]:
         """The answer to `messages`; with `tools` (OpenAI-style specs) the last chunk may carry
         calls of those tools instead of text. Raises ModelNotFound, ModelLoadError,
         TooManyRequests, InvalidInput (the model's template refuses the messages)."""
@@ -204,7 +205,7 @@ class LlamaCppEngine:
         finally:
             self.waiting -= 1
 
-    async def complete(self, model: str, prompt: str, options: GenerationOptions) -> AsyncIterator[Chunk]:
+    async def complete(self, model: str, prompt: str, options: GenerationOptions) -> AsyncGenerator[Chunk, None]:
         """Raw text completion of `prompt` (no chat template; special tokens written in it
         count as such, as Ollama's `raw` mode expects), in the same queue as chat."""
         with self._queued():
@@ -226,7 +227,8 @@ class LlamaCppEngine:
         return await asyncio.get_running_loop().run_in_executor(self._prompts, function, *args)
 
     def _request(
-        self, loaded: LoadedModel, tokens: list[int], options: GenerationOptions, *, stop: list[str] = (), tools=None,
+        self, loaded: LoadedModel, tokens: list[int], options: GenerationOptions, *, stop: list[str] | None = None,
+        tools: list[dict] | None = None,
         raw: bool = False,
     ) -> Request:
         if not tokens:
@@ -236,13 +238,13 @@ class LlamaCppEngine:
         return Request(
             sampling=resolve(options, loaded.sampling),
             max_tokens=options.max_tokens or loaded.n_ctx,
-            stop=[*options.stop, *stop, *loaded.stops],
+            stop=[*options.stop, *(stop or []), *loaded.stops],
             offered_tools={spec["function"]["name"] for spec in tools} if tools else None,
             json_mode=options.json_mode,
             strip_leading=not loaded.prompt.is_chat and not raw,
         )
 
-    async def _generate(self, loaded: LoadedModel, tokens: list[int], request: Request) -> AsyncIterator[Chunk]:
+    async def _generate(self, loaded: LoadedModel, tokens: list[int], request: Request) -> AsyncGenerator[Chunk, None]:
         """The answer from the model's batch thread. Raises Closed if the model is being unloaded."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()

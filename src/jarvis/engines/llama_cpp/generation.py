@@ -162,7 +162,9 @@ class Answer:
             self.reason = reason
         if not self.cut:
             self._hand_out(self.stops.feed(self.decoder.decode(b"", final=True))[0] + self.stops.flush())
-        calls, held, refused = None, "", []
+        calls: list[dict] | None = None
+        held = ""
+        refused: list[str] = []
         if self.tools is not None:
             held, calls, refused = self.tools.finish()
             if calls and self.reason in ("stop", "length"):

@@ -45,7 +45,7 @@ class ChatPrompt:
 
     @property
     def supports_tools(self) -> bool:
-        return bool(self.template) and "tools" in self.template
+        return self.template is not None and "tools" in self.template
 
     def render(self, messages: list[dict], tools: list[dict] | None = None) -> Rendered:
         """Raises ValueError when the template refuses the messages (its `raise_exception`)."""

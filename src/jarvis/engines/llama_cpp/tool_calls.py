@@ -153,7 +153,7 @@ def _flatten(values: list) -> list:
 def _as_call(item) -> dict | None:
     if not isinstance(item, dict):
         return None
-    function = item.get("function") if isinstance(item.get("function"), dict) else item
+    function: dict = item["function"] if isinstance(item.get("function"), dict) else item
     name = function.get("name")
     if not isinstance(name, str) or not name:
         return None
