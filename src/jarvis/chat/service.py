@@ -9,11 +9,13 @@ disconnected (the client went away), or error.
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from typing import Any
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -70,7 +72,7 @@ class Failed:
     error: str
     status: int = 502  # the HTTP status the failure maps to
 
-    def as_error(self, **details) -> JarvisError:
+    def as_error(self, **details: Any) -> JarvisError:
         """The failure as the service's error, for answers that are not streamed."""
         error = JarvisError(self.error, details=details)
         error.status_code, error.code = self.status, self.code
@@ -131,7 +133,7 @@ class ChatService:
             return await repos.create_session(db, user_id=user, title=title, model=model, system_prompt=system_prompt)
 
     @staticmethod
-    async def _owned(db, session_id: str, user: str) -> ChatSession:
+    async def _owned(db: AsyncSession, session_id: str, user: str) -> ChatSession:
         """The session if it is `user`'s; anyone else's is as unknown as a missing one."""
         session = await repos.get_session(db, session_id)
         if session is None or session.user_id != user:
@@ -272,7 +274,7 @@ class ChatService:
         )
 
     async def prepare_completion(
-        self, model: str, prompt: str, *, max_tokens: int | None = None, **options
+        self, model: str, prompt: str, *, max_tokens: int | None = None, **options: Any
     ) -> tuple[Engine, str, GenerationOptions]:
         """Check a plain completion (a prompt with no chat template: `/v1/completions`,
         Ollama's `raw` generate) as `prepare` checks a chat message: the same length limit,
@@ -534,7 +536,7 @@ class ChatService:
             setattr(answer, key, value)
         return answer
 
-    def _in_background(self, work) -> asyncio.Task:
+    def _in_background(self, work: Awaitable[Any]) -> asyncio.Task:
         """Run `work` to its end even if the task that started it is cancelled."""
         task = asyncio.ensure_future(work)
         self._background.add(task)

@@ -95,13 +95,13 @@ def estimate_prompt_tokens(messages: list[dict]) -> int:
     return sum(len(m["content"]) // 4 + 4 for m in messages)
 
 
-def tool_arguments(value) -> dict:
+def tool_arguments(value: object) -> dict:
     """A tool call's arguments as a dict: OpenAI sends a JSON string, Ollama an object; anything
     unreadable is no arguments."""
     if isinstance(value, dict):
         return value
     try:
-        parsed = json.loads(value or "{}")
+        parsed = json.loads(value or "{}") if isinstance(value, str | bytes | None) else None
     except ValueError:
         return {}
     return parsed if isinstance(parsed, dict) else {}

@@ -3,6 +3,8 @@ client, its failures as the service's errors, and no tokenizer of their own."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from jarvis.engines.base import estimate_prompt_tokens
@@ -18,7 +20,7 @@ class RemoteEngine:
             base_url=self.base_url, headers=headers or {}, timeout=httpx.Timeout(timeout, connect=5.0)
         )
 
-    async def _call(self, method: str, path: str, *, model: str | None = None, **kwargs) -> httpx.Response:
+    async def _call(self, method: str, path: str, *, model: str | None = None, **kwargs: Any) -> httpx.Response:
         """A request whose failure raises the service's error (EngineUnavailable when the
         server cannot be reached; see http_errors.raise_for_status for the answers). `model`
         is None for requests about no model."""

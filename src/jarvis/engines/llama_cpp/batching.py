@@ -14,6 +14,8 @@ their position whenever it changes. A cancelled job leaves its slot at the next 
 
 from __future__ import annotations
 
+from typing import Any
+
 import itertools
 import logging
 import threading
@@ -175,7 +177,7 @@ class Batcher:
         slot.prompt_size = len(job.tokens)
         slot.used_at = next(self._admissions)
 
-    def _step(self, batch) -> None:
+    def _step(self, batch: Any) -> None:
         import llama_cpp
 
         runtime = self.runtime

@@ -106,7 +106,7 @@ def open_runtime(path: Path, *, slots: int, n_ctx: int, n_threads: int | None) -
     return Runtime(model, ctx, slots, n_ctx, reuse, prompt, Vocabulary(model))
 
 
-def _prefix_reusable(model) -> bool:
+def _prefix_reusable(model: Any) -> bool:
     """Whether a prompt may continue from a slot's cached tokens: not for recurrent or hybrid
     models, whose state cannot be cut back to a prefix; those evaluate every prompt afresh.
     Sliding-window models (Gemma 3) can, with the full-size SWA cache (swa_full)."""

@@ -15,12 +15,12 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 
@@ -28,13 +28,14 @@ from jarvis.engines.base import Chunk, GenerationOptions, ModelInfo, Usage
 from jarvis.engines.llama_cpp.batching import Batcher, Closed, Job, Queued
 from jarvis.engines.llama_cpp.context import DEFAULT_SLOTS, Runtime, open_runtime, plan_slots
 from jarvis.engines.llama_cpp.generation import Outcome, Request
-from jarvis.engines.llama_cpp.prompt import ChatPrompt
+from jarvis.engines.llama_cpp.prompt import ChatPrompt, Rendered
 from jarvis.engines.llama_cpp.sampling import model_defaults, resolve
 from jarvis.errors import InvalidInput, JarvisError, ModelLoadError, ModelNotFound, TooManyRequests
 from jarvis.models.gguf_info import read_metadata
 from jarvis.models.store import ModelStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -196,7 +197,7 @@ class LlamaCppEngine:
         return loaded.batcher.stats() if loaded else None
 
     @contextmanager
-    def _queued(self):
+    def _queued(self) -> Iterator[None]:
         """Count this request among those waiting; refuse it when the queue is full."""
         self.check_queue()
         self.waiting += 1
@@ -221,7 +222,7 @@ class LlamaCppEngine:
                 except Closed:
                     continue
 
-    async def _prepare(self, function, *args):
+    async def _prepare(self, function: Callable[..., T], *args: Any) -> T:
         """Render and tokenize off the event loop, on one thread, so that answers reach the
         batch queue in the order they arrived."""
         return await asyncio.get_running_loop().run_in_executor(self._prompts, function, *args)
@@ -310,7 +311,7 @@ class LlamaCppEngine:
         vectors = [item["embedding"] for item in sorted(result["data"], key=lambda item: item["index"])]
         return vectors, int(result.get("usage", {}).get("prompt_tokens") or 0)
 
-    def _open_embedder(self, path: Path, n_ctx: int):
+    def _open_embedder(self, path: Path, n_ctx: int) -> Any:
         from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama
 
         # Mean pooling: one vector a text (a GGUF without a pooling type would give one a token).
@@ -352,14 +353,14 @@ class LlamaCppEngine:
         await self._close_embedder()
 
 
-def _render(loaded: LoadedModel, messages: list[dict], tools: list[dict] | None):
+def _render(loaded: LoadedModel, messages: list[dict], tools: list[dict] | None) -> Rendered:
     try:
         return loaded.prompt.render(messages, tools)
     except ValueError as exc:  # the template's own raise_exception: the messages break its rules
         raise InvalidInput(f"the model's chat template refused the conversation: {exc}") from exc
 
 
-def _chat_prompt(loaded: LoadedModel, messages: list[dict], tools: list[dict] | None):
+def _chat_prompt(loaded: LoadedModel, messages: list[dict], tools: list[dict] | None) -> tuple[Rendered, list[int]]:
     rendered = _render(loaded, messages, tools)
     return rendered, _tokens(loaded, rendered.text)
 

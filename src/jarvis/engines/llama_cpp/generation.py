@@ -11,6 +11,8 @@ feeds the token back.
 
 from __future__ import annotations
 
+from typing import Any
+
 import codecs
 import ctypes
 from collections.abc import Callable
@@ -47,7 +49,7 @@ class Vocabulary:
     Control tokens show nothing, as in llama-cpp-python's own output, except the markup that
     opens or closes a tool call, which the tool-call parser needs to see."""
 
-    def __init__(self, model) -> None:
+    def __init__(self, model: Any) -> None:
         import llama_cpp
 
         self._lib = llama_cpp
@@ -118,7 +120,7 @@ class Answer:
     """One answer's state while its slot generates: fed one sampled token at a time by the
     batch loop (batching.py), it decides whether the answer goes on and hands text out."""
 
-    def __init__(self, model, n_ctx: int, vocab: Vocabulary, request: Request, emit: Callable[[str], None]) -> None:
+    def __init__(self, model: Any, n_ctx: int, vocab: Vocabulary, request: Request, emit: Callable[[str], None]) -> None:
         grammar = None
         if request.json_mode:
             from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar

@@ -9,6 +9,8 @@ answer for the same prompt.
 
 from __future__ import annotations
 
+from typing import Any
+
 import random
 from dataclasses import dataclass, fields, replace
 
@@ -62,14 +64,15 @@ def resolve(options: GenerationOptions, model: dict | None = None) -> Sampling:
         value = getattr(options, name, None)
         if value is not None:
             chosen[name] = value
-    return replace(OLLAMA_DEFAULTS, **{k: _typed(k, v) for k, v in chosen.items()})
+    typed: dict[str, Any] = {k: _typed(k, v) for k, v in chosen.items()}
+    return replace(OLLAMA_DEFAULTS, **typed)
 
 
-def _typed(name: str, value):
+def _typed(name: str, value: float) -> int | float:
     return int(value) if name in ("top_k", "repeat_last_n", "seed") else float(value)
 
 
-def build_sampler(model, sampling: Sampling, *, n_ctx: int, grammar=None):
+def build_sampler(model: Any, sampling: Sampling, *, n_ctx: int, grammar: Any = None) -> Any:
     """A llama.cpp sampler chain for `sampling` on `model` (llama-cpp-python's LlamaModel;
     `n_ctx` the context one answer has): penalties first, then the grammar, then greedy or
     top-k → top-p → min-p → temperature → draw.

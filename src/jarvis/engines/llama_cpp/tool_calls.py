@@ -150,7 +150,7 @@ def _flatten(values: list) -> list:
     return out
 
 
-def _as_call(item) -> dict | None:
+def _as_call(item: object) -> dict | None:
     if not isinstance(item, dict):
         return None
     function: dict = item["function"] if isinstance(item.get("function"), dict) else item
