@@ -4,6 +4,10 @@ service's conversation."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from collections.abc import Coroutine
+
 from collections.abc import Callable
 
 from fastapi import Request, Response
@@ -21,7 +25,7 @@ def compat_route(render: Callable[[int, str, str], Response]) -> type[APIRoute]:
     leave in that API's shape, `render(status, code, message)`."""
 
     class CompatRoute(APIRoute):
-        def get_route_handler(self):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handler = super().get_route_handler()
 
             async def shaped(request: Request) -> Response:
@@ -72,7 +76,7 @@ def ollama_error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def text_of(content) -> str:
+def text_of(content: str | list | None) -> str:
     """Message content as text: a string, or OpenAI's list of parts (text parts only)."""
     if content is None:
         return ""

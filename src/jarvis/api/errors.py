@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import logging
 
 from fastapi import FastAPI, Request
@@ -14,7 +16,7 @@ from jarvis.errors import JarvisError
 log = logging.getLogger(__name__)
 
 
-def error_response(status: int, code: str, message: str, **details) -> JSONResponse:
+def error_response(status: int, code: str, message: str, **details: Any) -> JSONResponse:
     body = {"error": {"code": code, "message": message, **details}}
     return JSONResponse(body, status_code=status)
 

@@ -7,6 +7,8 @@ A pure ASGI middleware, so streaming responses pass through untouched.
 
 from __future__ import annotations
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 import json
 from collections import Counter
 
@@ -14,13 +16,13 @@ from jarvis.config import Settings
 
 
 class LimitsMiddleware:
-    def __init__(self, app, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.max_body = settings.max_body_bytes
         self.max_connections = settings.max_connections_per_client
         self.open: Counter[str] = Counter()
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         client = (scope.get("client") or ("?", 0))[0]
@@ -41,13 +43,13 @@ class LimitsMiddleware:
             if self.open[client] <= 0:
                 del self.open[client]
 
-    def _counting(self, receive, send):
+    def _counting(self, receive: Receive, send: Send) -> tuple[Receive, Send]:
         """A body sent without Content-Length (chunked) is counted as it arrives. Past the limit
         reading fails, and whatever answer the app makes of that is replaced by a 413."""
         seen = 0
         too_large = False
 
-        async def counted():
+        async def counted() -> Message:
             nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
@@ -57,7 +59,7 @@ class LimitsMiddleware:
                     raise _BodyTooLarge()
             return message
 
-        async def answer(message):
+        async def answer(message: Message) -> None:
             if not too_large:
                 return await send(message)
             if message["type"] == "http.response.start":
@@ -74,7 +76,7 @@ class _BodyTooLarge(Exception):
     pass
 
 
-async def _refuse(scope, receive, send, status: int, code: str, message: str) -> None:
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, code: str, message: str) -> None:
     if scope["type"] == "websocket":
         await receive()
         await send({"type": "websocket.close", "code": 1013, "reason": message[:120]})

@@ -18,6 +18,8 @@ A pure ASGI middleware: it must not buffer streaming responses.
 
 from __future__ import annotations
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 import hmac
 import ipaddress
 import json
@@ -75,14 +77,14 @@ def check_bind(settings: Settings, host: str) -> None:
 
 
 class SecurityMiddleware:
-    def __init__(self, app, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
         self.keys = load_keys(settings)
         self.admins = set(settings.admin_users) or {"default"}
         self.allowed_hosts = LOOPBACK_NAMES | {h.lower() for h in settings.allowed_hosts}
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         if scope["type"] == "http" and scope.get("method") == "OPTIONS":
@@ -111,7 +113,7 @@ class SecurityMiddleware:
             return await _refuse(scope, receive, send, 401, "unauthorized", "missing or wrong API key (Authorization: Bearer <key>)")
         return await self.app(scope, receive, send)
 
-    def _user(self, headers: dict, scope) -> str | None:
+    def _user(self, headers: dict, scope: Scope) -> str | None:
         offered = []
         auth = headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
@@ -135,7 +137,7 @@ def _host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-async def _refuse(scope, receive, send, status: int, code: str, message: str) -> None:
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, code: str, message: str) -> None:
     if scope["type"] == "websocket":
         await receive()  # the connect event
         await send({"type": "websocket.close", "code": 1008, "reason": message[:120]})

@@ -31,7 +31,7 @@ async def _reply_events(reply: Reply) -> AsyncIterator[dict]:
             if isinstance(event, Token):
                 yield {"event": "token", "data": json.dumps({"content": event.text})}
             elif isinstance(event, Started):
-                data = {
+                data: dict = {
                     "session_id": event.session_id,
                     "sessionId": event.session_id,
                     "message_id": event.message_id,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from jarvis.chat.prompt import build_messages, fit_to_context
 from jarvis.chat.tool_choice import wanted_tools
 from jarvis.config import Settings
-from jarvis.engines.base import Chunk, Engine, GenerationOptions, Usage
+from jarvis.engines.base import Chunk, CompletionEngine, Engine, GenerationOptions, Usage
 from jarvis.engines.router import EngineRouter
 from jarvis.errors import InvalidInput, JarvisError, PayloadTooLarge, SessionNotFound
 from jarvis.memory.service import MemoryService, encode_ids, render_for_prompt
@@ -275,14 +275,14 @@ class ChatService:
 
     async def prepare_completion(
         self, model: str, prompt: str, *, max_tokens: int | None = None, **options: Any
-    ) -> tuple[Engine, str, GenerationOptions]:
+    ) -> tuple[CompletionEngine, str, GenerationOptions]:
         """Check a plain completion (a prompt with no chat template: `/v1/completions`,
         Ollama's `raw` generate) as `prepare` checks a chat message: the same length limit,
         token cap and queue bound. Nothing is stored. Raises InvalidInput, PayloadTooLarge,
         ModelNotFound, TooManyRequests."""
         self._check_text(prompt, "prompt")
         engine, engine_model = await self.engines.check(model)
-        if not hasattr(engine, "complete"):
+        if not isinstance(engine, CompletionEngine):
             raise InvalidInput(f"model {model!r} offers chat only; use the chat API")
         if hasattr(engine, "check_queue"):
             engine.check_queue()

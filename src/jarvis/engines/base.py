@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,13 @@ class Engine(Protocol):
     async def count_prompt_tokens(self, model: str, messages: list[dict]) -> int: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class CompletionEngine(Engine, Protocol):
+    """An engine that also continues raw text (no chat template): the embedded one."""
+
+    def complete(self, model: str, prompt: str, options: GenerationOptions) -> AsyncGenerator[Chunk, None]: ...
 
 
 def estimate_prompt_tokens(messages: list[dict]) -> int:

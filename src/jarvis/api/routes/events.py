@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, nullcontext
 from dataclasses import dataclass
 from typing import Annotated
@@ -91,7 +91,7 @@ def _covers(pattern: str, event_type: str) -> bool:
     return event_type == pattern or event_type.startswith(pattern + ".")
 
 
-async def follow(services: Services, selection: Selection) -> AsyncIterator[Event]:
+async def follow(services: Services, selection: Selection) -> AsyncGenerator[Event, None]:
     """`ready`, then the current state of every download, then each selected bus event as it
     is published."""
     logs = getattr(services, "logs", None)

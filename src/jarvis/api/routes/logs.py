@@ -33,6 +33,7 @@ async def list_logs(
 ) -> dict:
     """Stored records, newest first: `{records, total, limit, offset, next_before_id}`."""
     where = LogFilter.parse(level=level, source=source, since=since, until=until, text=q, request_id=request_id)
+    assert services.logs is not None  # the server always starts its log service
     return await services.logs.query(where, limit=limit, offset=offset, before_id=before_id)
 
 
@@ -43,4 +44,5 @@ async def log_stats(
 ) -> dict:
     """Counts per level and source, error rate (ERROR and CRITICAL of all), access status
     classes, and records dropped by capture since start."""
+    assert services.logs is not None
     return await services.logs.stats(window)

@@ -92,9 +92,10 @@ class ModelRequest(BaseModel):
 
     @property
     def key(self) -> str:
-        if not (self.model or self.name):
+        key = self.model or self.name
+        if not key:
             raise InvalidInput("model is required")
-        return self.model or self.name
+        return key
 
 
 class EmbedRequest(BaseModel):
@@ -281,7 +282,7 @@ async def tags(services: ServicesDep) -> dict:
 async def ps(services: ServicesDep) -> dict:
     loaded = services.engines.local.loaded
     manifest = services.store.get(loaded.name) if loaded else None
-    if manifest is None:
+    if manifest is None or loaded is None:
         return {"models": []}
     listing = await asyncio.to_thread(_listing, manifest, services)
     return {"models": [{**listing, "expires_at": "0001-01-01T00:00:00Z", "size_vram": 0,

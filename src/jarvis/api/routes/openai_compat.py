@@ -195,7 +195,7 @@ async def _chat_stream(reply, completion_id: str, created: int, model: str, incl
             yield chunk({"role": "assistant", "content": ""})
         elif isinstance(event, Finished):
             if event.tool_calls:
-                calls = [{"index": i, **call} for i, call in enumerate(_tool_calls(event.tool_calls))]
+                calls = [{"index": i, **call} for i, call in enumerate(_tool_calls(event.tool_calls) or [])]
                 yield chunk({"tool_calls": calls})
             yield chunk({}, FINISH_REASONS.get(event.message.finish_reason or "stop", "stop"))
             if include_usage:
@@ -238,7 +238,7 @@ async def completions(body: CompletionRequest, services: ServicesDep):
     async for piece in engine.complete(engine_model, prompt, options):
         parts.append(piece.text)
         final = piece if piece.finish_reason else final
-    reason = FINISH_REASONS.get(final.finish_reason if final else "stop", "stop")
+    reason = FINISH_REASONS.get((final.finish_reason if final else None) or "stop", "stop")
     return shaped("".join(parts), reason, final.usage if final else None)
 
 
@@ -251,6 +251,7 @@ async def embeddings(body: EmbeddingRequest, services: ServicesDep) -> dict:
     vectors, tokens = await engine.embed(engine_model, texts)
     if body.dimensions is not None and body.dimensions != len(vectors[0]):
         raise InvalidInput(f"{body.model} makes {len(vectors[0])}-dimensional embeddings; dimensions cannot change that")
+    encoded: list[str] | list[list[float]]
     if body.encoding_format == "base64":  # what the official client asks for: little-endian float32
         encoded = [base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() for v in vectors]
     else:

@@ -246,6 +246,7 @@ class Connection:
                             await self.send({"type": "queued", "position": event.position,
                                              "session_id": started.session_id if started else None})
                     elif isinstance(event, Finished | Failed):
+                        assert started is not None  # a reply starts before it ends
                         await self.finish(frame, started, event)
         except asyncio.CancelledError:
             if self.closed or started is None:
