@@ -217,7 +217,7 @@ def main() -> None:
             print(f"tool-call text instead of an answer: ours {tools_ours}, raw {tools_raw}")
             print(f"time: ours {ours_time:.1f} s, raw {raw_time:.1f} s")
             if args.full:
-                for n, ((_, question, _), (ours, theirs)) in enumerate(zip(QUESTIONS, answers), 1):
+                for n, ((_, question, _), (ours, theirs)) in enumerate(zip(QUESTIONS, answers, strict=False), 1):
                     print(f"\n{n}. {question}\n  ours: {ours!r}\n  raw:  {theirs!r}")
             goal = ours_total >= raw_total and (args.model != DEFAULT_MODEL or ours_total >= GOAL_DEFAULT)
             print(f"goal ours >= raw{f' and >= {GOAL_DEFAULT}' if args.model == DEFAULT_MODEL else ''}: "

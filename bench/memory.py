@@ -36,22 +36,22 @@ from jarvis.storage.db import Database  # noqa: E402
 GOAL_P95_MS = 20.0
 SEED = 20240611
 
-NAMES = "Mia Luna Max Felix Anna Ben Emma Paul Lena Noah Sophie Jonas Clara Elias Marie Leon Ida Theo Nora Finn".split()
-PETS_EN = "cat dog rabbit parrot hamster turtle horse goldfish".split()
-PETS_DE = "Katze Hund Kaninchen Papagei Hamster Schildkröte Pferd Goldfisch".split()
-FOODS_EN = "pizza sushi pasta curry ramen tacos salad lasagna falafel pancakes risotto dumplings".split()
-FOODS_DE = "Pizza Sushi Nudeln Currywurst Spätzle Brezeln Käsekuchen Schnitzel Rouladen Maultaschen".split()
-DRINKS = "tea coffee espresso green-tea cocoa water lemonade matcha".split()
-CITIES = "Berlin Hamburg München Köln Frankfurt Stuttgart Leipzig Dresden Vienna Zurich Paris London Lisbon Madrid Rome Oslo".split()
-HOBBIES_EN = "hiking climbing chess painting running cycling gardening photography knitting swimming guitar baking".split()
-HOBBIES_DE = "Wandern Klettern Schach Malen Laufen Radfahren Gärtnern Fotografie Stricken Schwimmen Gitarre Backen".split()
-COLORS_EN = "red blue green yellow purple orange black white teal".split()
-COLORS_DE = "rot blau grün gelb lila orange schwarz weiß türkis".split()
-JOBS = "teacher nurse engineer designer carpenter doctor lawyer baker pilot developer architect".split()
-MONTHS = "January February March April May June July August September October November December".split()
-RELATIVES_EN = "sister brother mother father aunt uncle cousin grandmother daughter son".split()
-RELATIVES_DE = "Schwester Bruder Mutter Vater Tante Onkel Cousine Oma Tochter Sohn".split()
-TOPICS = "budget roadmap hiring launch migration invoices garden kitchen renovation vacation tax insurance".split()
+NAMES = ["Mia", "Luna", "Max", "Felix", "Anna", "Ben", "Emma", "Paul", "Lena", "Noah", "Sophie", "Jonas", "Clara", "Elias", "Marie", "Leon", "Ida", "Theo", "Nora", "Finn"]
+PETS_EN = ["cat", "dog", "rabbit", "parrot", "hamster", "turtle", "horse", "goldfish"]
+PETS_DE = ["Katze", "Hund", "Kaninchen", "Papagei", "Hamster", "Schildkröte", "Pferd", "Goldfisch"]
+FOODS_EN = ["pizza", "sushi", "pasta", "curry", "ramen", "tacos", "salad", "lasagna", "falafel", "pancakes", "risotto", "dumplings"]
+FOODS_DE = ["Pizza", "Sushi", "Nudeln", "Currywurst", "Spätzle", "Brezeln", "Käsekuchen", "Schnitzel", "Rouladen", "Maultaschen"]
+DRINKS = ["tea", "coffee", "espresso", "green-tea", "cocoa", "water", "lemonade", "matcha"]
+CITIES = ["Berlin", "Hamburg", "München", "Köln", "Frankfurt", "Stuttgart", "Leipzig", "Dresden", "Vienna", "Zurich", "Paris", "London", "Lisbon", "Madrid", "Rome", "Oslo"]
+HOBBIES_EN = ["hiking", "climbing", "chess", "painting", "running", "cycling", "gardening", "photography", "knitting", "swimming", "guitar", "baking"]
+HOBBIES_DE = ["Wandern", "Klettern", "Schach", "Malen", "Laufen", "Radfahren", "Gärtnern", "Fotografie", "Stricken", "Schwimmen", "Gitarre", "Backen"]
+COLORS_EN = ["red", "blue", "green", "yellow", "purple", "orange", "black", "white", "teal"]
+COLORS_DE = ["rot", "blau", "grün", "gelb", "lila", "orange", "schwarz", "weiß", "türkis"]
+JOBS = ["teacher", "nurse", "engineer", "designer", "carpenter", "doctor", "lawyer", "baker", "pilot", "developer", "architect"]
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"]
+RELATIVES_EN = ["sister", "brother", "mother", "father", "aunt", "uncle", "cousin", "grandmother", "daughter", "son"]
+RELATIVES_DE = ["Schwester", "Bruder", "Mutter", "Vater", "Tante", "Onkel", "Cousine", "Oma", "Tochter", "Sohn"]
+TOPICS = ["budget", "roadmap", "hiring", "launch", "migration", "invoices", "garden", "kitchen", "renovation", "vacation", "tax", "insurance"]
 
 TEMPLATES = [
     ("fact", "My {pet} is called {name}"),
@@ -75,8 +75,8 @@ TEMPLATES = [
     ("fact", "I usually go {hobby} with {name} near {city} on {weekday}s"),
     ("fact", "Der {topic}-Termin mit {name} ist am {day}. {month}"),
 ]
-DAYTIMES = "morning afternoon evening night".split()
-WEEKDAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
+DAYTIMES = ["morning", "afternoon", "evening", "night"]
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
 def sentence(rng: random.Random) -> tuple[str, str]:

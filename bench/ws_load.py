@@ -59,7 +59,7 @@ async def pinger(url: str, stop: asyncio.Event, latencies: dict[str, list[float]
                 await ws.send(json.dumps(frame))
                 try:
                     reply = json.loads(await asyncio.wait_for(ws.recv(), 30))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     lost.append(frame["type"])
                     continue
                 if reply.get("type") != answer:
@@ -77,7 +77,7 @@ async def chatter(url: str, index: int, tokens: int, answered: list[int], lost: 
         while True:
             try:
                 frame = json.loads(await asyncio.wait_for(ws.recv(), 600))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 lost.append(f"chat {index}")
                 return
             if frame["type"] == "stream_end":

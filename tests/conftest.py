@@ -59,7 +59,7 @@ def postgres():
     bindir = find_bindir()
     if bindir is None:
         message = "PostgreSQL server binaries not found: the PostgreSQL half of the storage and API tests is SKIPPED"
-        warnings.warn(message)
+        warnings.warn(message, stacklevel=2)
         print(f"\n!!! {message} !!!", file=sys.stderr)
         pytest.skip(message)
     cluster = PostgresCluster.start(bindir)

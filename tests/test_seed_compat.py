@@ -36,8 +36,8 @@ def test_uvicorn_main_app_serves_root_and_docs(tmp_path, models_dir):
     port = free_port()
     env = server_env(tmp_path / "data", models_dir)
     command = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)]
-    with running(command, port=port, env=env, cwd=REPO, log=tmp_path / "log") as server:
-        with httpx.Client(base_url=server.url, timeout=30) as http:
+    with running(command, port=port, env=env, cwd=REPO, log=tmp_path / "log") as server, \
+            httpx.Client(base_url=server.url, timeout=30) as http:
             root = http.get("/").json()
             assert root["name"] == "JARVIS Core"
             assert root["links"]["docs"] == "/docs"

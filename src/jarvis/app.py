@@ -12,9 +12,21 @@ from fastapi.middleware.cors import CORSMiddleware
 from jarvis import __version__
 from jarvis.api.errors import install_error_handlers
 from jarvis.api.limits import LimitsMiddleware
-from jarvis.api.security import SecurityMiddleware
 from jarvis.api.middleware import AccessLogMiddleware
-from jarvis.api.routes import chat, chat_v1, health, models, ollama_compat, openai_compat, plugins, ws, events, logs, memory
+from jarvis.api.routes import (
+    chat,
+    chat_v1,
+    events,
+    health,
+    logs,
+    memory,
+    models,
+    ollama_compat,
+    openai_compat,
+    plugins,
+    ws,
+)
+from jarvis.api.security import SecurityMiddleware
 from jarvis.config import Settings
 from jarvis.services import Services
 

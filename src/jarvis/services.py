@@ -17,8 +17,8 @@ from jarvis.errors import JarvisError
 from jarvis.events import EventBus
 from jarvis.logs import LogService
 from jarvis.memory.service import MemoryService
-from jarvis.models.downloads import DownloadManager
 from jarvis.models.bundled import BUNDLED_MODELS, BUNDLED_NAME, DEFAULT_BUNDLED, install_bundled
+from jarvis.models.downloads import DownloadManager
 from jarvis.models.store import ModelStore
 from jarvis.plugins.manager import PluginManager
 from jarvis.storage import repos

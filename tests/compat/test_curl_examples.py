@@ -164,7 +164,7 @@ def test_embed_and_the_older_embeddings(server):
     assert len(json.loads(body)["embedding"]) == 640
 
 
-def test_pull_then_delete(hub, dl_server):
+def test_pull_then_delete(hub, dl_server):  # noqa: F811 (the fixture imported above)
     hub.add_hf_repo("acme/tiny-GGUF", {"tiny-Q4_K_M.gguf": gguf_bytes(payload=1 << 20)})
     status, body = curl(dl_server, """curl http://localhost:11434/api/pull -d '{
   "model": "hf.co/acme/tiny-GGUF"

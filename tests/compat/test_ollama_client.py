@@ -17,8 +17,8 @@ import pytest
 from jarvis import __version__
 from jarvis.models.bundled import BUNDLED_NAME
 from tests.models.conftest import download_settings  # noqa: F401  (a fixture)
-from tests.support.gguf_files import gguf_bytes
 from tests.support.clients import CALCULATOR
+from tests.support.gguf_files import gguf_bytes
 from tests.support.live import LiveServer
 from tests.support.ollama_server import OllamaServer
 

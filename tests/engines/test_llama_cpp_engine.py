@@ -79,7 +79,7 @@ async def test_closing_the_stream_stops_within_one_token(engine):
     prompt_tokens = await engine.count_prompt_tokens("gemma3:270m", LONG)
     received = 0
     async with aclosing(engine.stream("gemma3:270m", LONG, options)) as stream:
-        async for chunk in stream:
+        async for _chunk in stream:
             received += 1
             if received == 5:
                 break

@@ -126,7 +126,7 @@ async def test_four_chats_at_once_are_batched_and_answered(models_dir):
         answers = await asyncio.gather(*[
             _answer(engine, DEFAULT_BUNDLED, [{"role": "user", "content": q}]) for q in questions
         ])
-        for (text, final), city in zip(answers, ["Paris", "Rome", "Madrid", "Tokyo"]):
+        for (text, final), city in zip(answers, ["Paris", "Rome", "Madrid", "Tokyo"], strict=False):
             assert city in text and final.finish_reason == "stop"
         assert engine.loaded.batcher.peak_busy == 4  # all four were in the same decode steps
         assert not any(c.queued for _t, c in answers)

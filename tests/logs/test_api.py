@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -98,7 +98,7 @@ async def test_filters_and_paging(server):
         assert len(await messages(source=name)) == 7
         assert await messages(source="jarvis.nothing.here") == []
         assert len(await messages(q=word.upper())) == 7  # any case
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         assert len(await messages(since=(now - timedelta(minutes=5)).isoformat())) == 7
         assert await messages(since=(now + timedelta(minutes=5)).isoformat()) == []
         assert await messages(until=(now - timedelta(minutes=5)).isoformat()) == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
@@ -127,7 +127,7 @@ async def _count(db) -> int:
 async def test_writer_stores_in_bulk_and_retention_trims(database):
     service = LogService(database, None, retention_rows=50, retention_days=1)
     name = f"jarvis.tests.{marker()}"
-    old = datetime.now(timezone.utc) - timedelta(days=2)
+    old = datetime.now(UTC) - timedelta(days=2)
     for i in range(30):
         service.handler.handle(_record(name, logging.INFO, f"old {i}", created=old))
     for i in range(80):

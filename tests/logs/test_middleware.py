@@ -99,10 +99,9 @@ async def test_incoming_request_id_is_kept_only_when_sane(access, incoming, kept
 
 async def test_a_stream_is_logged_when_it_ends(access):
     stream_finished.clear()
-    async with client() as http:
-        async with http.stream("GET", "/stream") as response:
-            assert response.headers["x-request-id"]
-            chunks = [chunk async for chunk in response.aiter_text()]
+    async with client() as http, http.stream("GET", "/stream") as response:
+        assert response.headers["x-request-id"]
+        chunks = [chunk async for chunk in response.aiter_text()]
     assert "".join(chunks).count("data:") == 3 and stream_finished.is_set()
     [record] = access.records
     assert record.status == 200 and record.duration_ms >= 100  # the whole stream, not its first byte

@@ -259,7 +259,7 @@ async def test_plain_url_is_installed_unverified(hub, dl_server):
 async def test_split_gguf_is_one_model_of_three_files(hub, dl_server):
     parts = [gguf_bytes(file_type=7, payload=(1 << 20) + i, seed=80 + i) for i in range(3)]
     names = [f"Q8_0/big-Q8_0-0000{i + 1}-of-00003.gguf" for i in range(3)]
-    files = dict(zip(names, parts))
+    files = dict(zip(names, parts, strict=False))
     files["big-Q4_K_M.gguf"] = gguf_bytes(file_type=15, seed=84)
     # an incomplete split is not offered
     files["big-Q6_K-00001-of-00002.gguf"] = gguf_bytes(file_type=18, seed=85)
@@ -276,7 +276,7 @@ async def test_split_gguf_is_one_model_of_three_files(hub, dl_server):
     model = models["hf.co/acme/big-GGUF:Q8_0"]
     assert model["size"] == sum(map(len, parts)) and model["file"] == names[0]
     assert model["files"] == [{"file": n, "digest": f"sha256-{sha(p)}", "size": len(p)} for n, p in files.items() if n in names]
-    for name, data in zip(names, parts):
+    for name, data in zip(names, parts, strict=False):
         assert hub.bytes_sent(name) == len(data)
     store = dl_server.settings.models_dir
     first = ModelStore(store).model_path("hf.co/acme/big-GGUF:Q8_0")

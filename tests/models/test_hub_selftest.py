@@ -344,9 +344,8 @@ def test_stall_holds_the_connection_open(hub, client):
     hub.faults[f"sha256:{MODEL_SHA}"] = Fault(stall_at=5000, stall_seconds=30, times=1)
     url = cdn_url(hub, client)
     before, began = hub.bytes_sent(GGUF), time.monotonic()
-    with httpx.Client(timeout=httpx.Timeout(10, read=0.3)) as impatient:
-        with pytest.raises(httpx.ReadTimeout):
-            impatient.get(url)
+    with httpx.Client(timeout=httpx.Timeout(10, read=0.3)) as impatient, pytest.raises(httpx.ReadTimeout):
+        impatient.get(url)
     assert time.monotonic() - began < 5
     assert hub.bytes_sent(GGUF) - before == 5000
     assert client.get(url).content == MODEL  # the hub is not stuck behind the stalled response

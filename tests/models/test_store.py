@@ -179,7 +179,7 @@ def test_delete_unknown_model(store):
 def test_split_gguf_is_opened_through_named_links(store):
     parts = [put_blob(store, gguf_bytes(seed=i)) for i in range(3)]
     names = [f"Q8_0/big-Q8_0-0000{i + 1}-of-00003.gguf" for i in range(3)]
-    files = [{"file": n, "digest": d, "size": 1} for n, d in zip(names, parts)]
+    files = [{"file": n, "digest": d, "size": 1} for n, d in zip(names, parts, strict=False)]
     store.save(manifest("hf.co/acme/big:Q8_0", parts[0], files=files))
     first = store.model_path("hf.co/acme/big:Q8_0")
     assert first.name == "big-Q8_0-00001-of-00003.gguf"

@@ -3,7 +3,6 @@ connections per client, queue length."""
 
 from __future__ import annotations
 
-
 import httpx
 from httpx_sse import aconnect_sse
 

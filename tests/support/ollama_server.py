@@ -23,7 +23,7 @@ import hashlib
 import json
 import re
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -49,7 +49,7 @@ def echo_pieces(messages: list[dict]) -> list[str]:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _words(messages: list[dict]) -> int:
@@ -81,7 +81,7 @@ class OllamaServer(ThreadedServer):
 
     async def _tags(self, request: Request) -> JSONResponse:
         models = []
-        for name, behaviour in self.models.items():
+        for name, _behaviour in self.models.items():
             digest = hashlib.sha256(name.encode()).hexdigest()
             models.append(
                 {

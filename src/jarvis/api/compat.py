@@ -4,11 +4,8 @@ service's conversation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Any
-
-from collections.abc import Coroutine
-
-from collections.abc import Callable
 
 from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError

@@ -7,10 +7,10 @@ A pure ASGI middleware, so streaming responses pass through untouched.
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 import json
 from collections import Counter
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jarvis.config import Settings
 

@@ -18,12 +18,12 @@ A pure ASGI middleware: it must not buffer streaming responses.
 
 from __future__ import annotations
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 import hmac
 import ipaddress
 import json
 from pathlib import Path
+
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from jarvis.config import Settings
 from jarvis.errors import InvalidInput

@@ -9,16 +9,16 @@ disconnected (the client went away), or error.
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 import asyncio
 import json
 import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable
-from typing import Any
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.chat.prompt import build_messages, fit_to_context
 from jarvis.chat.tool_choice import wanted_tools

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -12,7 +12,6 @@ from jarvis.api.security import check_bind
 from jarvis.cli.common import console, get_json
 from jarvis.cli.pull import pull, rm
 from jarvis.cli.run import run
-
 from jarvis.config import Settings
 from jarvis.models.bundled import ensure_bundled
 from jarvis.models.store import ModelStore
@@ -22,9 +21,9 @@ app = typer.Typer(help="JARVIS Core: a local-first AI assistant backend.", no_ar
 
 @app.command()
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="address to bind (default API_HOST or 127.0.0.1)")] = None,
+    host: Annotated[str | None, typer.Option(help="address to bind (default API_HOST or 127.0.0.1)")] = None,
     port: Annotated[
-        Optional[int], typer.Option(min=1, max=65535, help="port (default JARVIS_PORT / API_PORT or 5050)")
+        int | None, typer.Option(min=1, max=65535, help="port (default JARVIS_PORT / API_PORT or 5050)")
     ] = None,
     reload: Annotated[bool, typer.Option(help="restart when the code changes (development)")] = False,
 ) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Optional
+from typing import Annotated
 
 import httpx
 import typer
@@ -23,11 +23,11 @@ TERMINAL = ("completed", "cancelled", "error")
 
 def pull(
     model: Annotated[
-        Optional[str],
+        str | None,
         typer.Argument(help="a shortcut (qwen2.5-1.5b, mistral…), hf.co/ns/repo[:QUANT], name:tag, or an https URL; "
                             "none: list the shortcuts"),
     ] = None,
-    quantization: Annotated[Optional[str], typer.Option("--quantization", "-q", help="e.g. Q4_K_M")] = None,
+    quantization: Annotated[str | None, typer.Option("--quantization", "-q", help="e.g. Q4_K_M")] = None,
 ) -> None:
     """Download a model, with progress. Ctrl-C stops; pulling again resumes where it stopped.
     Without a model, list the catalog's shortcuts with their size and the memory they need."""

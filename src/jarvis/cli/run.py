@@ -18,9 +18,9 @@ import json
 import os
 import stat
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
-from typing import Annotated, Optional, Protocol
+from typing import Annotated, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -51,7 +51,7 @@ class Chat(Protocol):
 
     async def check(self) -> None: ...
 
-    def answer(self, text: str) -> AsyncIterator[str]: ...
+    def answer(self, text: str) -> AsyncGenerator[str, None]: ...
 
     async def close(self) -> None: ...
 
@@ -76,7 +76,7 @@ class RemoteChat:
             if response.is_error:
                 raise AnswerFailed(error_message(response))
 
-    async def answer(self, text: str) -> AsyncIterator[str]:
+    async def answer(self, text: str) -> AsyncGenerator[str, None]:
         if self.session_id is None:  # made now so an answer stopped before its first token keeps it
             response = await self.http.post("/api/chat/sessions", json={"model": self.model})
             if response.is_error:
@@ -128,7 +128,7 @@ class LocalChat:
         if self.session_id:
             await self.services.chat.get_session(self.session_id)
 
-    async def answer(self, text: str) -> AsyncIterator[str]:
+    async def answer(self, text: str) -> AsyncGenerator[str, None]:
         from jarvis.chat.service import Failed, Started, Token
 
         reply = await self.services.chat.prepare(
@@ -150,11 +150,11 @@ class LocalChat:
 
 def run(
     model: Annotated[str, typer.Argument(help="the model to chat with, e.g. gemma3:270m or ollama/llama3.2")],
-    prompt: Annotated[Optional[str], typer.Argument(help="answer this once and exit")] = None,
+    prompt: Annotated[str | None, typer.Argument(help="answer this once and exit")] = None,
     interactive: Annotated[
         bool, typer.Option("--interactive", "-i", help="chat even when stdin is not a terminal")
     ] = False,
-    session: Annotated[Optional[str], typer.Option("--session", help="go on with this stored session")] = None,
+    session: Annotated[str | None, typer.Option("--session", help="go on with this stored session")] = None,
 ) -> None:
     """Chat with a model in the terminal, the answer streamed as it is written.
 

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, insert, select
 
@@ -82,9 +82,8 @@ class CaptureHandler(logging.Handler):
         name = record.name
         if _is_own(name, OWN_LOGGER) or name in _IGNORED:
             return False
-        if record.levelno < logging.WARNING and any(_is_own(name, quiet) for quiet in _QUIET_BELOW_WARNING):
-            return False
-        return True
+        quiet = record.levelno < logging.WARNING and any(_is_own(name, prefix) for prefix in _QUIET_BELOW_WARNING)
+        return not quiet
 
     def emit(self, record: logging.LogRecord) -> None:
         if not self.wanted(record):
@@ -115,7 +114,7 @@ class CaptureHandler(logging.Handler):
                 status = value
         request_id = getattr(record, "request_id", None) or request_id_var.get()
         return {
-            "created_at": datetime.fromtimestamp(record.created, timezone.utc),
+            "created_at": datetime.fromtimestamp(record.created, UTC),
             "level": record.levelname[:16],
             "levelno": record.levelno,
             "source": record.name[:200],
@@ -264,7 +263,7 @@ class LogWriter:
         deleted = 0
         async with self.db.session() as session:
             if self.max_age is not None:
-                cutoff = (now or datetime.now(timezone.utc)) - self.max_age
+                cutoff = (now or datetime.now(UTC)) - self.max_age
                 result = await session.execute(delete(table).where(table.c.created_at < cutoff))
                 deleted += result.rowcount or 0
             if self.max_rows is not None:

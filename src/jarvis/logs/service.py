@@ -9,7 +9,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -168,7 +168,7 @@ class LogService:
     async def stats(self, window_seconds: int) -> dict:
         """Counts per level and source, error rate and access status classes over the last
         `window_seconds`, plus what capture dropped since start."""
-        until = datetime.now(timezone.utc)
+        until = datetime.now(UTC)
         since = until - timedelta(seconds=window_seconds)
         async with self.db.session() as session:
             report = await stats(session, since=since, until=until)

@@ -51,20 +51,7 @@ _SYNTAX = re.compile(r"[\"*()^]|\b(?:AND|OR|NOT|NEAR)\b")
 _OPERATORS = {"AND", "OR", "NOT", "NEAR"}
 
 STOPWORDS = frozenset(
-    """
-    a about above after again all also am an and any are as at be been being but by can could
-    d did do does doing don for from had has have having he her here hers him his how i if in
-    into is it its just ll m me mine my myself no nor not now of off on once only or our ours
-    out over please re s shall she should so some such t tell than that the their theirs them
-    then there these they this those to too up us ve very was we were what when where which
-    while who whom whose why will with would you your yours
-    aber als am an auch auf aus bei bin bist bitte da dann das dass daß dein deine deinem
-    deinen deiner dem den denn der des dich die dir doch du ein eine einem einen einer eines
-    er es etwas euch euer für hast hat hatte ich ihm ihn ihr im in ist ja kann kannst mal man
-    mein meine meinem meinen meiner mich mir mit nach nein nicht noch nun ob oder schon sein
-    sich sie sind so über um und uns unser vom von vor war waren was weil wenn wer wie wir wird
-    wo zu zum zur
-    """.split()
+    ["a", "about", "above", "after", "again", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be", "been", "being", "but", "by", "can", "could", "d", "did", "do", "does", "doing", "don", "for", "from", "had", "has", "have", "having", "he", "her", "here", "hers", "him", "his", "how", "i", "if", "in", "into", "is", "it", "its", "just", "ll", "m", "me", "mine", "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "our", "ours", "out", "over", "please", "re", "s", "shall", "she", "should", "so", "some", "such", "t", "tell", "than", "that", "the", "their", "theirs", "them", "then", "there", "these", "they", "this", "those", "to", "too", "up", "us", "ve", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "whose", "why", "will", "with", "would", "you", "your", "yours", "aber", "als", "am", "an", "auch", "auf", "aus", "bei", "bin", "bist", "bitte", "da", "dann", "das", "dass", "daß", "dein", "deine", "deinem", "deinen", "deiner", "dem", "den", "denn", "der", "des", "dich", "die", "dir", "doch", "du", "ein", "eine", "einem", "einen", "einer", "eines", "er", "es", "etwas", "euch", "euer", "für", "hast", "hat", "hatte", "ich", "ihm", "ihn", "ihr", "im", "in", "ist", "ja", "kann", "kannst", "mal", "man", "mein", "meine", "meinem", "meinen", "meiner", "mich", "mir", "mit", "nach", "nein", "nicht", "noch", "nun", "ob", "oder", "schon", "sein", "sich", "sie", "sind", "so", "über", "um", "und", "uns", "unser", "vom", "von", "vor", "war", "waren", "was", "weil", "wenn", "wer", "wie", "wir", "wird", "wo", "zu", "zum", "zur"]
 )
 _SUFFIXES = ("ing", "ed", "es", "en", "er", "e", "s")
 

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import httpx
@@ -50,7 +50,7 @@ class DownloadJob:
     model_key: str
     quantization: str | None
     plan: Plan
-    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     status: str = "queued"
     error: str | None = None
     error_code: str | None = None
@@ -415,7 +415,7 @@ class DownloadManager:
         try:
             metas = [read_metadata(path) for path in paths]
         except ModelLoadError:
-            for digest, path in zip(digests, paths):
+            for digest, path in zip(digests, paths, strict=False):
                 if not any(digest in self.store.digests(m) for m in self.store.list()):
                     path.unlink(missing_ok=True)
             raise
@@ -434,7 +434,7 @@ class DownloadManager:
             has_chat_template=meta["has_chat_template"],
             url=plan.files[0].url,
             verified=all(f.digest for f in plan.files),
-            files=[{"file": f.file, "digest": d, "size": p.stat().st_size} for f, d, p in zip(plan.files, digests, paths)],
+            files=[{"file": f.file, "digest": d, "size": p.stat().st_size} for f, d, p in zip(plan.files, digests, paths, strict=False)],
             parameters=plan.parameters,
         )
         replaced = self.store.get(plan.name)

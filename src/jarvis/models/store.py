@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -47,7 +47,7 @@ class Manifest:
     files: list[dict] = field(default_factory=list)
     # the publisher's sampler settings (an Ollama model's params layer: temperature, top_k, …)
     parameters: dict = field(default_factory=dict)
-    installed_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    installed_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
     def to_dict(self) -> dict:
         return asdict(self)

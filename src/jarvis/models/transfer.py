@@ -38,7 +38,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from jarvis.errors import InsufficientStorage, JarvisError, NotFound, UpstreamAuthError, UpstreamError, VerificationError
+from jarvis.errors import (
+    InsufficientStorage,
+    JarvisError,
+    NotFound,
+    UpstreamAuthError,
+    UpstreamError,
+    VerificationError,
+)
 from jarvis.models.hashfeed import HashFeed
 from jarvis.models.http11 import READINTO, Http11Transport
 from jarvis.models.pinning import PublicOnlyBackend, pinned_transport

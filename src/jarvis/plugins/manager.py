@@ -9,15 +9,14 @@ plugin, where `GET /api/plugins` shows it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import builtins
 import asyncio
+import builtins
 import inspect
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
@@ -169,7 +168,7 @@ class PluginManager:
 
     def _note_error(self, record: PluginRecord, message: str) -> None:
         record.last_error = message[:1000]
-        record.last_error_at = datetime.now(timezone.utc).isoformat()
+        record.last_error_at = datetime.now(UTC).isoformat()
 
     # --- calling hooks ---------------------------------------------------------------------
 

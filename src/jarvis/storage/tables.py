@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -18,17 +18,17 @@ class UTCDateTime(TypeDecorator):
 
     def process_bind_param(self, value, dialect):
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value
 
     def process_result_value(self, value, dialect):
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value
 
 
 _clock_lock = threading.Lock()
-_last_now = datetime.min.replace(tzinfo=timezone.utc)
+_last_now = datetime.min.replace(tzinfo=UTC)
 
 
 def utcnow() -> datetime:
@@ -39,7 +39,7 @@ def utcnow() -> datetime:
     """
     global _last_now
     with _clock_lock:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         if now <= _last_now:
             now = _last_now + timedelta(microseconds=1)
         _last_now = now

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
+from sse_starlette import EventSourceResponse
 
 from jarvis.api.deps import ChatDep, UserDep
 from jarvis.api.schemas import (
@@ -18,7 +19,7 @@ from jarvis.api.schemas import (
     SessionRename,
 )
 from jarvis.api.streaming import reply_stream, wants_sse
-from jarvis.chat.service import ChatService, Failed, run_to_end
+from jarvis.chat.service import ChatService, Failed, Finished, Started, run_to_end
 
 router = APIRouter(prefix="/api/chat", tags=["chat"])
 
@@ -66,7 +67,7 @@ async def delete_session(session_id: str, chat: ChatDep, user: UserDep) -> dict:
 )
 async def send_message(
     body: MessageCreate, chat: ChatDep, user: UserDep, accept: Annotated[str | None, Header()] = None
-):
+) -> Any:  # ReplyOut, or the SSE stream
     """Send a message and get the stored assistant answer, or an SSE stream of it
     (`stream: true` or `Accept: text/event-stream`)."""
     answered = await answer_message(body, chat, user, accept)
@@ -77,7 +78,9 @@ async def send_message(
     return ReplyOut(**message, sessionId=started.session_id, user_message_id=started.user_message_id)
 
 
-async def answer_message(body: MessageCreate, chat: ChatService, user: str, accept: str | None):
+async def answer_message(
+    body: MessageCreate, chat: ChatService, user: str, accept: str | None
+) -> EventSourceResponse | tuple[Started, Finished]:
     """Run a chat request: an SSE response when streaming is asked for, else `(started, finished)`.
     Shared by `/api/chat/messages` and the second seed's `/api/v1/chat/`."""
     reply = await chat.prepare(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 
@@ -21,7 +21,9 @@ router = APIRouter(prefix="/api/v1/chat", tags=["chat (v1)"])
     response_model=ChatV1Response,
     responses={200: {"content": {"text/event-stream": {}}, "description": "the answer, or SSE when streaming"}},
 )
-async def chat(body: ChatV1Request, chat: ChatDep, user: UserDep, accept: Annotated[str | None, Header()] = None):
+async def chat(
+    body: ChatV1Request, chat: ChatDep, user: UserDep, accept: Annotated[str | None, Header()] = None
+) -> Any:  # ChatV1Response, or the SSE stream
     answered = await answer_message(body, chat, user, accept)
     if not isinstance(answered, tuple):
         return answered  # the SSE stream
@@ -32,7 +34,7 @@ async def chat(body: ChatV1Request, chat: ChatDep, user: UserDep, accept: Annota
         session_id=started.session_id,
         message_id=started.message_id,
         status="success",
-        timestamp=datetime.now(timezone.utc),
+        timestamp=datetime.now(UTC),
         usage=usage_dict(outcome.usage),
     )
 

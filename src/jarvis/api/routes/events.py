@@ -125,7 +125,7 @@ async def events(
     with JSON data (log records as `log.record`)."""
     selection = Selection.parse(types, log_level, user=user, admin=admin)
 
-    async def stream():
+    async def stream() -> AsyncIterator[dict]:
         async with aclosing(follow(services, selection)) as followed:
             async for event in followed:
                 yield {"event": event.type, "data": json.dumps(event.data, default=str)}

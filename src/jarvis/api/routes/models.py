@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from sse_starlette import EventSourceResponse
@@ -48,7 +49,7 @@ async def available_models(services: ServicesDep) -> dict:
     installed models, each with its download status."""
     installed = services.store.list()
     entries = []
-    for key, entry in load_catalog().items():
+    for _key, entry in load_catalog().items():
         names = [m.name for m in installed if m.name == entry.key or m.name.startswith(f"{entry.key}:")]
         job = services.downloads.find(entry.key)
         item = {"id": entry.key, "model_key": entry.key, "source": entry.source, "repo": entry.repo,
@@ -69,7 +70,7 @@ async def available_models(services: ServicesDep) -> dict:
     return {"models": entries}
 
 
-def _with_status(item: dict, installed: bool, job) -> dict:
+def _with_status(item: dict, installed: bool, job: Any) -> dict:
     if job is not None and job.active:
         snapshot = job.snapshot()
         return {**item, "status": "downloading", "percent": snapshot["percent"], "download": snapshot}
@@ -127,7 +128,7 @@ async def download_progress(
     def wanted(data: dict) -> bool:
         return model is None or model in (data.get("model"), data.get("name"), data.get("job_id"))
 
-    async def events():
+    async def events() -> AsyncIterator[dict]:
         async with services.bus.subscribe() as queue:
             for snapshot in services.downloads.snapshots():
                 if wanted(snapshot):

@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header
@@ -22,13 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from jarvis import __version__
 from jarvis.api.compat import FINISH_REASONS, compat_route, ollama_error, split_conversation
 from jarvis.api.deps import AdminOnly, ServicesDep, UserDep
-from jarvis.engines.base import SAMPLING_FIELDS
-from jarvis.chat.service import Failed, Finished, Started, Token, run_to_end
+from jarvis.chat.service import Failed, Finished, Reply, Started, Token, run_to_end
+from jarvis.engines.base import SAMPLING_FIELDS, Usage
 from jarvis.errors import EngineError, InvalidInput, ModelNotFound
 from jarvis.models.capabilities import capabilities, chat_template
 from jarvis.models.installed import find_installed
 from jarvis.models.store import Manifest
 from jarvis.services import Services
+from jarvis.storage.tables import ChatMessage
 
 router = APIRouter(prefix="/api", tags=["Ollama-compatible"], route_class=compat_route(ollama_error))
 
@@ -106,10 +107,10 @@ class EmbedRequest(BaseModel):
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _options(options: Options | None, fmt) -> dict:
+def _options(options: Options | None, fmt: object) -> dict:
     options = options or Options()
     limit = options.num_predict if options.num_predict and options.num_predict > 0 else None
     return {"temperature": options.temperature, "top_p": options.top_p, "seed": options.seed,
@@ -117,7 +118,7 @@ def _options(options: Options | None, fmt) -> dict:
             "sampling": {name: value for name in SAMPLING_FIELDS if (value := getattr(options, name)) is not None}}
 
 
-def _statistics(message, usage, started: float) -> dict:
+def _statistics(message: ChatMessage, usage: Usage | None, started: float) -> dict:
     total = time.perf_counter() - started
     ttft = (message.ttft_ms or 0) / 1000
     duration = (message.duration_ms or total * 1000) / 1000
@@ -140,7 +141,7 @@ def _tool_calls(calls: list[dict] | None) -> list[dict] | None:
     return [{"function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls] if calls else None
 
 
-async def _answer(reply, model: str, *, stream: bool, field: str) -> Response:
+async def _answer(reply: Reply, model: str, *, stream: bool, field: str) -> Response:
     """Stream (or collect) a reply as Ollama does: `field` is `message` for chat, `response` for generate."""
     started = time.perf_counter()
 
@@ -176,7 +177,7 @@ async def _answer(reply, model: str, *, stream: bool, field: str) -> Response:
 
 
 @router.post("/chat")
-async def chat(body: ChatRequest, services: ServicesDep, user: UserDep, session: SessionHeader = None):
+async def chat(body: ChatRequest, services: ServicesDep, user: UserDep, session: SessionHeader = None) -> Response:
     if not body.messages:  # Ollama: an empty chat loads the model
         services.engines.route(body.model)
         return JSONResponse({"model": body.model, "created_at": _now(), "message": {"role": "assistant", "content": ""},
@@ -202,7 +203,9 @@ async def chat(body: ChatRequest, services: ServicesDep, user: UserDep, session:
 
 
 @router.post("/generate")
-async def generate(body: GenerateRequest, services: ServicesDep, user: UserDep, session: SessionHeader = None):
+async def generate(
+    body: GenerateRequest, services: ServicesDep, user: UserDep, session: SessionHeader = None
+) -> Response:
     if body.images:
         raise InvalidInput("images are not supported by this server's models")
     if not body.prompt:  # Ollama: an empty prompt loads the model
@@ -327,7 +330,7 @@ async def delete(body: ModelRequest, services: ServicesDep) -> Response:
 
 
 @router.post("/pull", dependencies=[AdminOnly])
-async def pull(body: ModelRequest, services: ServicesDep):
+async def pull(body: ModelRequest, services: ServicesDep) -> Any:  # a StreamingResponse or the final status
     """Ollama's sequence: pulling manifest, pulling <digest> (total/completed), verifying sha256
     digest, writing manifest, success; `{"error": …}` when it fails."""
     job = await services.downloads.submit(body.key)

@@ -12,6 +12,7 @@ import json
 import struct
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header
@@ -20,8 +21,8 @@ from sse_starlette import EventSourceResponse
 
 from jarvis.api.compat import FINISH_REASONS, compat_route, openai_error, split_conversation, text_of
 from jarvis.api.deps import ServicesDep, UserDep
-from jarvis.engines.base import SAMPLING_FIELDS
-from jarvis.chat.service import Failed, Finished, Started, Token, run_to_end
+from jarvis.chat.service import Failed, Finished, Reply, Started, Token, run_to_end
+from jarvis.engines.base import SAMPLING_FIELDS, Usage
 from jarvis.errors import InvalidInput
 
 router = APIRouter(prefix="/v1", tags=["OpenAI-compatible"], route_class=compat_route(openai_error))
@@ -108,10 +109,10 @@ def _conversation(messages: list[Message]) -> list[dict]:
     return converted
 
 
-def _usage(usage) -> dict:
+def _usage(usage: Usage | None) -> dict:
     prompt = (usage.prompt_tokens if usage else None) or 0
     completion = (usage.completion_tokens if usage else None) or 0
-    shaped = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    shaped: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
     if usage is not None and usage.cached_tokens is not None:  # prompt tokens read from the cache, as OpenAI reports them
         shaped["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
     return shaped
@@ -138,7 +139,9 @@ async def get_model(model_id: str, services: ServicesDep) -> dict:
 
 
 @router.post("/chat/completions")
-async def chat_completions(body: ChatCompletionRequest, services: ServicesDep, user: UserDep, session: SessionHeader = None):
+async def chat_completions(
+    body: ChatCompletionRequest, services: ServicesDep, user: UserDep, session: SessionHeader = None
+) -> Any:  # an EventSourceResponse or the completion
     text, conversation = split_conversation(_conversation(body.messages))
     json_mode = bool(body.response_format and body.response_format.type != "text")
     reply = await services.chat.prepare(
@@ -181,8 +184,10 @@ async def chat_completions(body: ChatCompletionRequest, services: ServicesDep, u
     }
 
 
-async def _chat_stream(reply, completion_id: str, created: int, model: str, include_usage: bool):
-    def chunk(delta: dict, finish: str | None = None, **extra) -> dict:
+async def _chat_stream(
+    reply: Reply, completion_id: str, created: int, model: str, include_usage: bool
+) -> AsyncIterator[dict]:
+    def chunk(delta: dict, finish: str | None = None, **extra: Any) -> dict:
         data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
                 "system_fingerprint": None,
                 "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **extra}
@@ -209,7 +214,7 @@ async def _chat_stream(reply, completion_id: str, created: int, model: str, incl
 
 
 @router.post("/completions")
-async def completions(body: CompletionRequest, services: ServicesDep):
+async def completions(body: CompletionRequest, services: ServicesDep) -> Any:  # an EventSourceResponse or the completion
     prompt = body.prompt if isinstance(body.prompt, str) else "".join(body.prompt)
     engine, engine_model, options = await services.chat.prepare_completion(
         body.model, prompt, max_tokens=body.limit or 16, temperature=body.temperature, top_p=body.top_p,
@@ -217,7 +222,7 @@ async def completions(body: CompletionRequest, services: ServicesDep):
     )
     completion_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
 
-    def shaped(text: str, finish: str | None, usage=None) -> dict:
+    def shaped(text: str, finish: str | None, usage: Usage | None = None) -> dict:
         data = {"id": completion_id, "object": "text_completion", "created": created, "model": body.model,
                 "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]}
         if usage is not None:
@@ -225,7 +230,7 @@ async def completions(body: CompletionRequest, services: ServicesDep):
         return data
 
     if body.stream:
-        async def stream():
+        async def stream() -> AsyncIterator[dict]:
             async for piece in engine.complete(engine_model, prompt, options):
                 if piece.text:
                     yield {"data": json.dumps(shaped(piece.text, None))}

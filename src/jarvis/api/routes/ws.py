@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 from contextlib import aclosing
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, WebSocket
 from pydantic import TypeAdapter, ValidationError
@@ -48,7 +48,7 @@ _TYPES = ("chat", "chat_message", "ping", "history", "cancel", "subscribe", "uns
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 @router.websocket("/ws")

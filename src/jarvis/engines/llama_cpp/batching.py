@@ -14,14 +14,13 @@ their position whenever it changes. A cancelled job leaves its slot at the next 
 
 from __future__ import annotations
 
-from typing import Any
-
 import itertools
 import logging
 import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from jarvis.engines.llama_cpp.context import BATCH_TOKENS, Runtime
 from jarvis.engines.llama_cpp.generation import Answer, Outcome, Request
@@ -278,7 +277,7 @@ def _answer(slot: Slot) -> Answer:
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1

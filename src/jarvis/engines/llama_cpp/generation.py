@@ -11,12 +11,11 @@ feeds the token back.
 
 from __future__ import annotations
 
-from typing import Any
-
 import codecs
 import ctypes
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from jarvis.engines.llama_cpp.repetition import RepetitionGuard
 from jarvis.engines.llama_cpp.sampling import Sampling, build_sampler

@@ -9,10 +9,9 @@ answer for the same prompt.
 
 from __future__ import annotations
 
-from typing import Any
-
 import random
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from jarvis.engines.base import GenerationOptions
 
