@@ -16,6 +16,12 @@ The server runs as a subprocess on a temporary data dir. Paths never run concurr
 one warm-up of each, then `--reps` rounds in rotating order, medians reported.
 Goal: each path's tokens/s >= 0.97 of raw, extra time to first token <= 10 ms,
 and the streamed text identical to the raw engine's.
+
+With `--turns N` it measures a conversation instead: N follow-up questions in one `/ws`
+session, and the same questions to the raw engine with the growing history (llama-cpp-python
+keeps its KV cache between calls and evaluates only the new part, as the server's slot
+does); first-token time per turn side by side. Goal: the last turn's first token within
+10 ms (+5 %) of raw.
 """
 
 from __future__ import annotations
@@ -77,13 +83,16 @@ def raw_worker(conn, model_path: str, threads: int) -> None:
     is_chat = bool(llm.metadata.get("tokenizer.chat_template"))
     conn.send(("ready", is_chat))
     while (job := conn.recv()) is not None:
-        prompt, tokens = job
+        prompt, tokens = job[-2:]
         messages = [{"role": "user", "content": prompt}]
         stamps, parts = [], []
         sent = time.perf_counter()
-        # The server evaluates every prompt from scratch (generation.py): do the same, both
-        # for a fair time to first token and because prefix reuse changes Gemma 3's text.
-        llm.reset()
+        if job[0] == "turns":
+            conn.send(raw_conversation(llm, job[1], job[2]))
+            continue
+        # No reset: the server's slot also continues from the cached tokens of the last
+        # prompt (the same prompt again re-reads only its last token), so both sides run
+        # under the same cache policy.
         if is_chat:
             stream = llm.create_chat_completion(
                 messages=messages, temperature=0, repeat_penalty=1.1, max_tokens=tokens, stream=True
@@ -106,6 +115,63 @@ def raw_worker(conn, model_path: str, threads: int) -> None:
         conn.send(timing(sent, stamps, "".join(parts)))
 
 
+TURNS = ["What is the capital of France?", "Tell me three facts about that city.", "How many people live there?",
+         "Which river runs through it?", "Name a famous museum there.", "What food is it known for?"]
+
+
+def raw_conversation(llm, questions: list[str], tokens: int) -> list[float]:
+    """First-token ms of each turn of a conversation, history growing, cache kept."""
+    history: list[dict] = []
+    firsts = []
+    for question in questions:
+        history.append({"role": "user", "content": question})
+        sent, first, parts = time.perf_counter(), None, []
+        for part in llm.create_chat_completion(messages=history, temperature=0, repeat_penalty=1.1,
+                                               max_tokens=tokens, stream=True):
+            text = part["choices"][0]["delta"].get("content")
+            if text:
+                first = first or time.perf_counter()
+                parts.append(text)
+        firsts.append(((first or time.perf_counter()) - sent) * 1000)
+        history.append({"role": "assistant", "content": "".join(parts)})
+    return firsts
+
+
+def ws_conversation(base: str, questions: list[str], tokens: int) -> list[float]:
+    """First-token ms of each turn of one `/ws` session."""
+    firsts, session = [], None
+    with connect(base.replace("http", "ws", 1) + "/ws", max_size=None) as ws:
+        json.loads(ws.recv())
+        for question in questions:
+            frame = {"type": "chat", "message": question, "stream": True, "temperature": 0, "max_tokens": tokens}
+            if session:
+                frame["session_id"] = session
+            sent, first = time.perf_counter(), None
+            ws.send(json.dumps(frame))
+            while True:
+                msg = json.loads(ws.recv())
+                if msg["type"] == "stream_start":
+                    session = msg["session_id"]
+                elif msg["type"] == "stream_chunk" and msg["content"]:
+                    first = first or time.perf_counter()
+                elif msg["type"] in ("stream_end", "error"):
+                    break
+            firsts.append(((first or time.perf_counter()) - sent) * 1000)
+    return firsts
+
+
+def report_turns(ours: list[list[float]], raw: list[list[float]]) -> None:
+    turns = len(ours[0])
+    print(f"\n{'turn':<5} {'ws TTFT ms':>11} {'raw TTFT ms':>12}   (medians of {len(ours)} conversations)")
+    med_ours = [statistics.median(run[t] for run in ours) for t in range(turns)]
+    med_raw = [statistics.median(run[t] for run in raw) for t in range(turns)]
+    for t in range(turns):
+        print(f"{t + 1:<5} {med_ours[t]:>11.1f} {med_raw[t]:>12.1f}")
+    extra = med_ours[-1] - med_raw[-1]
+    ok = extra <= 10 + 0.05 * med_raw[-1]
+    print(f"last turn: ws - raw = {extra:+.1f} ms; goal <= 10 ms + 5 %: {'OK' if ok else 'MISSED'}")
+
+
 class RawEngine:
     """The raw engine in its own process, so it never shares an interpreter with the server."""
 
@@ -123,6 +189,10 @@ class RawEngine:
 
     def run(self, prompt: str, tokens: int) -> dict:
         self.conn.send((prompt, tokens))
+        return self.conn.recv()
+
+    def conversation(self, questions: list[str], tokens: int) -> list[float]:
+        self.conn.send(("turns", questions, tokens))
         return self.conn.recv()
 
     def close(self) -> None:
@@ -292,6 +362,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0, help="server port (default: a free one)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="llama.cpp threads, both sides")
     parser.add_argument("--models-dir", type=Path, help="reuse a model store (default: a temporary one)")
+    parser.add_argument("--turns", type=int, default=0, help="measure an N-turn conversation instead (max 6)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="jarvis-bench-") as tmp:
@@ -308,6 +379,17 @@ def main() -> None:
                 raise SystemExit(f"{args.model} is not in the model store {models_dir}")
             raw = RawEngine(model_path, args.threads)
             client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
+            if args.turns:
+                questions = TURNS[: args.turns]
+                print(f"{args.model}, {len(questions)}-turn conversation, {args.tokens} tokens a turn, {args.reps} reps")
+                ws_conversation(f"http://127.0.0.1:{port}", questions[:1], args.tokens)  # warm-up
+                ours, raws = [], []
+                for _ in range(args.reps):
+                    ours.append(ws_conversation(f"http://127.0.0.1:{port}", questions, args.tokens))
+                    raws.append(raw.conversation(questions, args.tokens))
+                    print(f"  ws  {[round(v) for v in ours[-1]]}\n  raw {[round(v) for v in raws[-1]]}")
+                report_turns(ours, raws)
+                return
             paths = {
                 "raw": lambda: raw.run(args.prompt, args.tokens),
                 "ws": lambda: run_ws(f"http://127.0.0.1:{port}", args.prompt, args.tokens),

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
+from typing import BinaryIO
 
 from jarvis.errors import ModelNotFound, VerificationError
 from jarvis.models.gguf_info import read_metadata
@@ -196,7 +197,7 @@ def _copy_range(src: int, dst: int, offset: int, count: int) -> bool:
     return True
 
 
-def _write_all(out, data: memoryview) -> None:
+def _write_all(out: BinaryIO, data: memoryview) -> None:
     while data:
         data = data[out.write(data):]
 

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -71,7 +72,7 @@ class DownloadJob:
     def total_bytes(self) -> int | None:
         total = self.plan.total_bytes
         if total is None and self.transfers and all(t.size for t in self.transfers):
-            total = self.done_bytes + sum(t.size for t in self.transfers)
+            total = self.done_bytes + sum(t.size or 0 for t in self.transfers)
         return total
 
     @property
@@ -217,7 +218,8 @@ class DownloadManager:
         """The newest job for a model key, installed name or job id."""
         matches = [j for j in self.jobs.values() if model_key in (j.model_key, j.name, j.id)]
         active = [j for j in matches if j.active]
-        return (active or matches or [None])[-1]
+        found = active or matches
+        return found[-1] if found else None
 
     def active_for(self, name: str) -> DownloadJob | None:
         return next((j for j in self.jobs.values() if j.active and name in (j.name, j.model_key)), None)
@@ -276,7 +278,7 @@ class DownloadManager:
                 details={"needed_bytes": needed, "free_bytes": free, "reserved_bytes": reserved},
             )
 
-    def _partial_path(self, remote: RemoteFile):
+    def _partial_path(self, remote: RemoteFile) -> Path:
         if remote.digest:
             return self.store.blobs / f"{self.store.blob_path(remote.digest).name}.partial"
         return self.store.blobs / f"url-{hashlib.sha256(remote.url.encode()).hexdigest()[:32]}.partial"
@@ -321,7 +323,7 @@ class DownloadManager:
         """
         key = remote.digest or remote.url
         while True:
-            if self._have(job, remote):
+            if remote.digest and self._have(job, remote):
                 return remote.digest
             shared = self._files.get(key)
             if shared is None:
@@ -368,7 +370,7 @@ class DownloadManager:
                 if job.cancel.is_set():
                     raise TransferCancelled() from None
         try:
-            if self._have(job, remote):  # the other process finished it
+            if remote.digest and self._have(job, remote):  # the other process finished it
                 return remote.digest
             return await self._transfer(job, remote)
         finally:
@@ -480,7 +482,7 @@ class DownloadManager:
                 last = snapshot
 
 
-def _partial_bytes(partial) -> int:
+def _partial_bytes(partial: Path) -> int:
     try:
         state = json.loads(partial.with_name(partial.name + ".json").read_text())
         return sum(done for _start, _end, done in state["segments"])

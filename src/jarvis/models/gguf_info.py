@@ -13,6 +13,7 @@ from __future__ import annotations
 import mmap
 import struct
 from pathlib import Path
+from typing import Any
 
 from gguf.constants import GGML_QUANT_SIZES, LlamaFileType
 
@@ -33,11 +34,11 @@ FILE_TYPES = {int(t): t.name.removeprefix("MOSTLY_") for t in LlamaFileType}
 
 
 class _Cursor:
-    def __init__(self, buf) -> None:
+    def __init__(self, buf: bytes | memoryview | mmap.mmap) -> None:
         self.buf = buf
         self.pos = 0
 
-    def take(self, fmt: str):
+    def take(self, fmt: str) -> Any:
         size = struct.calcsize(fmt)
         if self.pos + size > len(self.buf):
             raise ValueError("header runs past the end of the file")
@@ -53,7 +54,7 @@ class _Cursor:
         self.pos += length
         return bytes(raw).decode("utf-8", "replace")
 
-    def value(self, kind: int):
+    def value(self, kind: int) -> Any:
         if kind in _SCALARS:
             return self.take(_SCALARS[kind])
         if kind == _STRING:
@@ -89,7 +90,7 @@ def read_header(path: Path) -> tuple[dict, list[tuple[str, list[int], int]]]:
         raise ModelLoadError(f"{path.name} is not a valid GGUF file: {exc}") from exc
 
 
-def _parse(buf) -> tuple[dict, list[tuple[str, list[int], int]]]:
+def _parse(buf: bytes | memoryview | mmap.mmap) -> tuple[dict, list[tuple[str, list[int], int]]]:
     cur = _Cursor(buf)
     if bytes(buf[:4]) != GGUF_MAGIC:
         raise ValueError("bad magic (not a GGUF file)")
@@ -155,7 +156,7 @@ def read_metadata(path: Path) -> dict:
         "name": meta.get("general.name"),
         "parameter_count": parameters,
         "context_length": meta.get(f"{arch}.context_length") if arch else None,
-        "quantization": FILE_TYPES.get(meta.get("general.file_type")),
+        "quantization": FILE_TYPES.get(meta.get("general.file_type", -1)),
         "has_chat_template": "tokenizer.chat_template" in meta,
         # the author's sampler settings, where the file carries them (llama.cpp's general.sampling.*)
         "sampling": {key: value for key, value in meta.items() if key.startswith("general.sampling.")},
@@ -170,7 +171,9 @@ def kv_bytes_per_token(meta: dict) -> int | None:
     layers = meta.get(f"{arch}.block_count")
     heads = meta.get(f"{arch}.attention.head_count")
     embedding = meta.get(f"{arch}.embedding_length")
-    if not all(isinstance(v, int) and v > 0 for v in (layers, heads, embedding)):
+    if not (isinstance(layers, int) and isinstance(heads, int) and isinstance(embedding, int)):
+        return None
+    if min(layers, heads, embedding) <= 0:
         return None
     kv_heads = meta.get(f"{arch}.attention.head_count_kv", heads)
     if isinstance(kv_heads, list):  # per layer (some hybrid models): their mean

@@ -93,6 +93,7 @@ class HashFeed:
             if offset != self._start or not self.held or end <= offset:
                 return None
             at = offset % self.size
+            assert self._ring is not None  # bytes are held, so it was written
             return self._ring[at: at + min(self.held, end - offset, self.size - at)]
 
     def consumed(self, count: int) -> None:

@@ -182,6 +182,8 @@ class _Connection(http.client.HTTPConnection):
     def ready(self) -> bool:
         """Whether a read would not block."""
         sock = self.opened
+        if sock is None:
+            return False
         if isinstance(sock, ssl.SSLSocket) and sock.pending():
             return True
         if hasattr(select, "poll"):  # select() fails for descriptors above 1023
@@ -211,7 +213,7 @@ class _Body(httpx.SyncByteStream):
         self._complete = False
         self._released = False
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: bytearray | memoryview) -> int:
         """Read body bytes into `buffer` (what is ready, at least one byte); 0 at the end of the body."""
         view = memoryview(buffer).cast("B")
         if self._left is not None:

@@ -17,7 +17,7 @@ def find_installed(store: ModelStore, key: str, quantization: str | None = None)
     if ref.source == "bundled":
         names = [ref.key]
     elif ref.source == "ollama":
-        names = [ollama_model_name(ref.repo, ref.tag)]
+        names = [ollama_model_name(ref.repo_name, ref.tag_name)]
     elif ref.source == "url":
         names = [plan_url(ref).name]
     elif ref.tag:

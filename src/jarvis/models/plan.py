@@ -28,7 +28,7 @@ class Plan:
     @property
     def total_bytes(self) -> int | None:
         sizes = [f.size for f in self.files]
-        return None if any(s is None for s in sizes) else sum(sizes)
+        return sum(s for s in sizes if s is not None) if all(s is not None for s in sizes) else None
 
     def to_dict(self) -> dict:
         return asdict(self)

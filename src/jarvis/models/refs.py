@@ -37,6 +37,25 @@ class ModelRef:
             return f"hf.co/{self.repo}"
         return self.key
 
+    # The parts a source always has (the parser sets them), typed as such.
+    @property
+    def repo_name(self) -> str:
+        return _present(self.repo, self.key, "repository")
+
+    @property
+    def tag_name(self) -> str:
+        return _present(self.tag, self.key, "tag")
+
+    @property
+    def url_text(self) -> str:
+        return _present(self.url, self.key, "URL")
+
+
+def _present(value: str | None, key: str, what: str) -> str:
+    if value is None:
+        raise InvalidInput(f"{key!r} names no {what}")
+    return value
+
 
 def _check(pattern: re.Pattern, value: str, what: str) -> str:
     if ".." in value or not pattern.match(value):

@@ -30,13 +30,13 @@ class Resolver:
         if ref.source == "url":
             plan = plan_url(ref)
             if not self.settings.allow_insecure_urls:
-                await asyncio.to_thread(check_public_url, ref.url)
+                await asyncio.to_thread(check_public_url, ref.url_text)
             return plan
         raise InvalidInput(f"{ref.key} needs no download")
 
     async def variants(self, ref: ModelRef) -> list[dict]:
         if ref.source == "hf":
-            return [v.to_dict() for v in await self.hf.variants(ref.repo)]
+            return [v.to_dict() for v in await self.hf.variants(ref.repo_name)]
         plan = await self.plan(ref)
         return [
             {

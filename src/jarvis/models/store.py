@@ -9,6 +9,7 @@ nothing half-written is ever listed.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -120,10 +121,10 @@ class ModelStore:
         return manifest if all(self.blob_path(d).exists() for d in self.digests(manifest)) else None
 
     @staticmethod
-    def digests(manifest: Manifest) -> list[str]:
+    def digests(manifest: Manifest) -> builtins.list[str]:
         return [f["digest"] for f in manifest.files] or [manifest.digest]
 
-    def list(self) -> list[Manifest]:
+    def list(self) -> builtins.list[Manifest]:
         """Installed models (a manifest whose blobs are all present), by name."""
         names = sorted(m.name for m in self._all_manifests())
         return [manifest for name in names if (manifest := self.get(name))]
@@ -161,7 +162,7 @@ class ModelStore:
             safe_file_name(entry["file"])
         write_atomic(self._manifest_path(manifest.name), json.dumps(manifest.to_dict(), indent=2).encode())
 
-    def delete(self, name: str) -> list[str]:
+    def delete(self, name: str) -> builtins.list[str]:
         """Remove a model's manifest, then each of its blobs that no other manifest uses.
 
         Returns the digests removed. Raises ModelNotFound if no such manifest exists.
@@ -175,7 +176,7 @@ class ModelStore:
         shutil.rmtree(self.root / "links" / quote(name, safe=""), ignore_errors=True)
         return self.prune(self.digests(manifest))
 
-    def prune(self, digests: list[str]) -> list[str]:
+    def prune(self, digests: builtins.list[str]) -> builtins.list[str]:
         """Remove the blobs among `digests` that no manifest uses any more; returns those removed."""
         in_use = {d for other in self._all_manifests() for d in self.digests(other)}
         removed = []
@@ -185,7 +186,7 @@ class ModelStore:
                 removed.append(digest)
         return removed
 
-    def _all_manifests(self) -> list[Manifest]:
+    def _all_manifests(self) -> builtins.list[Manifest]:
         manifests = []
         for path in self.manifests.glob("*.json"):
             try:

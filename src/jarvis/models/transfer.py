@@ -34,6 +34,7 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -321,7 +322,7 @@ class Transfer:
 
     def _guard(self, request: httpx.Request) -> None:
         # Called for every request, redirects included, before it is sent.
-        if request.url.host.lower() in self.trusted_hosts:
+        if self.url_guard is None or request.url.host.lower() in self.trusted_hosts:
             return
         try:
             self.url_guard(str(request.url))
@@ -433,7 +434,7 @@ class Transfer:
                         break
                     if segment.end is not None and position + count > segment.end:
                         raise _Retry("the server sent more bytes than asked for")
-                    _write_all(self._fd, view[:count], position)
+                    _write_all(self._open_fd, view[:count], position)
                     self._feed.commit(position, count)  # before the bytes count: the hasher may want them
                     position += count
                     self._advance(segment, count)
@@ -532,7 +533,13 @@ class Transfer:
                 break
         return end
 
-    def _hash_loop(self, sha) -> None:
+    @property
+    def _open_fd(self) -> int:
+        if self._fd is None:
+            raise RuntimeError("the partial file is not open")
+        return self._fd
+
+    def _hash_loop(self, sha: Any) -> None:  # a hashlib object
         # reused: a fresh 8 MiB bytes per read had the allocator map it anew, faulting in all its pages
         buffer = memoryview(bytearray(HASH_BLOCK))
         try:
@@ -549,7 +556,7 @@ class Transfer:
                         self.hashed += len(block)
                         self._feed.consumed(len(block))
                         continue
-                    count = _read_at(self._fd, buffer[: target - self.hashed], self.hashed)  # not in memory
+                    count = _read_at(self._open_fd, buffer[: target - self.hashed], self.hashed)  # not in memory
                     if not count:
                         break
                     sha.update(buffer[:count])
@@ -560,13 +567,13 @@ class Transfer:
         finally:
             self._feed.close()  # a connection waiting for the hasher must not wait for one that is gone
 
-    def _verify(self, sha) -> str:
+    def _verify(self, sha: Any) -> str:
         self.phase = "verifying"
-        actual_size = os.fstat(self._fd).st_size
+        actual_size = os.fstat(self._open_fd).st_size
         if self.size is not None and (actual_size != self.size or self.hashed != self.size):
             self.discard()  # its state says "complete": kept, every later attempt would fail the same way
             raise VerificationError(f"{self.remote.file}: got {self.hashed} bytes, expected {self.size}")
-        if self.expect_gguf and os.pread(self._fd, 4, 0) != b"GGUF":
+        if self.expect_gguf and os.pread(self._open_fd, 4, 0) != b"GGUF":
             self.discard()
             raise VerificationError(f"{self.remote.file}: the server sent something that is not a GGUF file")
         digest = sha.hexdigest()
@@ -607,7 +614,7 @@ def _read_at(fd: int, view: memoryview, offset: int) -> int:
     return len(data)
 
 
-def _write_all(fd: int, data: bytes, offset: int) -> None:
+def _write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     # The hasher may take these bytes from memory, so the file must hold every one of them:
     # a short write cannot be left for the digest to catch.
     view = memoryview(data)

@@ -98,7 +98,7 @@ class HuggingFace:
             if singles:
                 variants.append(Variant(quant, [singles[0]]))
             elif split:
-                total = split_part(split[0].file)[1]
+                total = (split_part(split[0].file) or (1, 1))[1]
                 first_set = [f for f in split if _split_base(f.file) == _split_base(split[0].file)]
                 if len(first_set) == total:
                     variants.append(Variant(quant, first_set))
@@ -107,8 +107,8 @@ class HuggingFace:
 
     async def plan(self, ref: ModelRef) -> Plan:
         """The files of the variant asked for (or the recommended one). Raises ModelNotFound, UpstreamAuthError."""
-        info = await self._info(ref.repo)
-        variants = self._variants(ref.repo, info)
+        info = await self._info(ref.repo_name)
+        variants = self._variants(ref.repo_name, info)
         if not variants:
             raise ModelNotFound(f"HuggingFace repo {ref.repo} has no GGUF files")
         if ref.tag:
@@ -122,7 +122,7 @@ class HuggingFace:
         else:
             chosen = variants[0]
         if info.get("gated"):
-            await self._check_access(ref.repo, chosen.files[0])
+            await self._check_access(ref.repo_name, chosen.files[0])
         return Plan(
             name=f"{ref.name_prefix}:{chosen.quantization}",
             model_key=ref.key,

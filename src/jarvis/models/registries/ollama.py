@@ -99,7 +99,7 @@ class OllamaRegistry:
         return parameters
 
     async def plan(self, ref: ModelRef) -> Plan:
-        manifest = await self.manifest(ref.repo, ref.tag)
+        manifest = await self.manifest(ref.repo_name, ref.tag_name)
         layers = [layer for layer in manifest["layers"] if isinstance(layer, dict) and layer.get("mediaType") == MODEL_LAYER]
         if len(layers) != 1:
             raise UpstreamError(f"the manifest of {ref.key} has {len(layers)} model layers, expected one")
@@ -110,10 +110,10 @@ class OllamaRegistry:
         size = layer.get("size")
         if not isinstance(size, int) or size <= 0:
             raise UpstreamError(f"the manifest of {ref.key} gives no size for the model layer")
-        name = ollama_model_name(ref.repo, ref.tag)
+        name = ollama_model_name(ref.repo_name, ref.tag_name)
         params = [layer for layer in manifest["layers"] if isinstance(layer, dict) and layer.get("mediaType") == PARAMS_LAYER]
         return Plan(
-            parameters=await self._parameters(ref.repo, params[0]) if params else {},
+            parameters=await self._parameters(ref.repo_name, params[0]) if params else {},
             name=name,
             model_key=ref.key,
             source="ollama",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 
@@ -22,7 +23,7 @@ _INSECURE_HINT = "set JARVIS_ALLOW_INSECURE_URLS to allow it (a LAN mirror, test
 
 def plan_url(ref: ModelRef) -> Plan:
     """Raises InvalidInput for a URL that names no usable file."""
-    file = safe_file_name(unquote(PurePosixPath(urlsplit(ref.url).path).name))
+    file = safe_file_name(unquote(PurePosixPath(urlsplit(ref.url_text).path).name))
     name = file[: -len(".gguf")] if file.lower().endswith(".gguf") else file
     if not name.strip("."):
         raise InvalidInput(f"the URL names no model file: {ref.url!r}")
@@ -30,7 +31,7 @@ def plan_url(ref: ModelRef) -> Plan:
         name=name,
         model_key=ref.key,
         source="url",
-        files=[RemoteFile(file=file, url=ref.url)],
+        files=[RemoteFile(file=file, url=ref.url_text)],
     )
 
 
@@ -51,7 +52,7 @@ def check_public_url(url: str) -> None:
     public_addresses(host, port)
 
 
-def public_addresses(host: str, port: int, *, resolve=socket.getaddrinfo) -> list[str]:
+def public_addresses(host: str, port: int, *, resolve: Callable[..., list] = socket.getaddrinfo) -> list[str]:
     """The addresses `host` resolves to, in the resolver's order, when every one is public.
     Blocks on DNS. Raises InvalidInput (a non-public address), UpstreamError (no answer)."""
     try:
