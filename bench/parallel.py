@@ -20,6 +20,7 @@ sent together <= 4 x a lone chat's + 250 ms.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -45,8 +46,13 @@ CONCURRENCY = (1, 2, 4, 8)
 GOAL_RATIO, GOAL_TTFT_FACTOR, GOAL_TTFT_EXTRA_MS = 0.85, 4, 250
 
 
+_rounds = itertools.count(1)
+
+
 def prompts(n: int) -> list[str]:
-    return [f"Write a long story about {SUBJECTS[i % len(SUBJECTS)]}." for i in range(n)]
+    """n prompts no earlier round asked (a cached prompt would flatter the first token)."""
+    round_ = next(_rounds)
+    return [f"Story {round_}.{i + 1}: write a long story about {SUBJECTS[i % len(SUBJECTS)]}." for i in range(n)]
 
 
 def summary(sent: float, firsts: list[float], ends: list[float], tokens: int) -> dict:
