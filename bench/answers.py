@@ -133,8 +133,13 @@ def start_server(port: int, data_dir: Path, models_dir: Path, model: str, thread
     """`jarvis serve` with `model` as the default; waits until it is loaded. Raises on failure."""
     unset = ("JARVIS_API_KEY", "JARVIS_API_KEYS_FILE")
     env = {k: v for k, v in os.environ.items() if k not in unset}
-    env.update(JARVIS_DATA_DIR=str(data_dir), JARVIS_MODELS_DIR=str(models_dir), JARVIS_DEFAULT_MODEL=model,
-               JARVIS_N_THREADS=str(threads), JARVIS_LOG_LEVEL="WARNING")
+    env.update(
+        JARVIS_DATA_DIR=str(data_dir),
+        JARVIS_MODELS_DIR=str(models_dir),
+        JARVIS_DEFAULT_MODEL=model,
+        JARVIS_N_THREADS=str(threads),
+        JARVIS_LOG_LEVEL="WARNING",
+    )
     log_path = data_dir / "server.log"
     cmd = [sys.executable, "-m", "jarvis.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)]
     server = subprocess.Popen(cmd, env=env, cwd=data_dir, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
@@ -192,8 +197,10 @@ def main() -> None:
             tools_ours = tools_raw = 0
             by_lang: dict[str, list[int]] = {}  # language -> [ours, raw, asked]
             answers: list[tuple[str, str]] = []
-            print(f"{args.model}, {len(QUESTIONS)} questions, max_tokens {args.max_tokens}, greedy, "
-                  f"{args.threads} threads\n")
+            print(
+                f"{args.model}, {len(QUESTIONS)} questions, max_tokens {args.max_tokens}, greedy, "
+                f"{args.threads} threads\n"
+            )
             print(f"{'#':>2} {'lang':<4} {'question':<46} {'ours':<{args.width + 2}} {'raw':<{args.width + 2}}")
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
                 for n, (lang, question, accepted) in enumerate(QUESTIONS, 1):
@@ -209,19 +216,25 @@ def main() -> None:
                     raw_time += t_raw
                     tools_ours += tool_call_text(ours)
                     tools_raw += tool_call_text(theirs)
-                    print(f"{n:>2} {lang:<4} {clip(question, 46):<46} {mark(ours, ok_ours)} {clip(ours, args.width):<{args.width}}"
-                          f" {mark(theirs, ok_raw)} {clip(theirs, args.width)}")
-            print(f"\ncorrect: ours {ours_total}/{len(QUESTIONS)}, raw {raw_total}/{len(QUESTIONS)}"
-                  f"  (ratio {f'{ours_total / raw_total:.2f}' if raw_total else 'n/a'}); "
-                  + ", ".join(f"{lang}: ours {o}/{n}, raw {r}/{n}" for lang, (o, r, n) in by_lang.items()))
+                    print(
+                        f"{n:>2} {lang:<4} {clip(question, 46):<46} {mark(ours, ok_ours)} {clip(ours, args.width):<{args.width}}"
+                        f" {mark(theirs, ok_raw)} {clip(theirs, args.width)}"
+                    )
+            print(
+                f"\ncorrect: ours {ours_total}/{len(QUESTIONS)}, raw {raw_total}/{len(QUESTIONS)}"
+                f"  (ratio {f'{ours_total / raw_total:.2f}' if raw_total else 'n/a'}); "
+                + ", ".join(f"{lang}: ours {o}/{n}, raw {r}/{n}" for lang, (o, r, n) in by_lang.items())
+            )
             print(f"tool-call text instead of an answer: ours {tools_ours}, raw {tools_raw}")
             print(f"time: ours {ours_time:.1f} s, raw {raw_time:.1f} s")
             if args.full:
                 for n, ((_, question, _), (ours, theirs)) in enumerate(zip(QUESTIONS, answers, strict=False), 1):
                     print(f"\n{n}. {question}\n  ours: {ours!r}\n  raw:  {theirs!r}")
             goal = ours_total >= raw_total and (args.model != DEFAULT_MODEL or ours_total >= GOAL_DEFAULT)
-            print(f"goal ours >= raw{f' and >= {GOAL_DEFAULT}' if args.model == DEFAULT_MODEL else ''}: "
-                  f"{'OK' if goal else 'MISSED'}")
+            print(
+                f"goal ours >= raw{f' and >= {GOAL_DEFAULT}' if args.model == DEFAULT_MODEL else ''}: "
+                f"{'OK' if goal else 'MISSED'}"
+            )
         finally:
             if raw:
                 raw.close()

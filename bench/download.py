@@ -98,8 +98,17 @@ class Nginx:
         (tmp / "nginx.conf").write_text(NGINX_CONF.format(user=user, tmp=tmp, port=self.port))
 
     def __enter__(self) -> Nginx:
-        cmd = [NGINX, "-p", str(self.tmp), "-e", str(self.tmp / "error.log"), "-c", str(self.tmp / "nginx.conf"),
-               "-g", "daemon off;"]
+        cmd = [
+            NGINX,
+            "-p",
+            str(self.tmp),
+            "-e",
+            str(self.tmp / "error.log"),
+            "-c",
+            str(self.tmp / "nginx.conf"),
+            "-g",
+            "daemon off;",
+        ]
         self.proc = subprocess.Popen(cmd, start_new_session=True)
         deadline = time.monotonic() + 10
         while True:
@@ -134,9 +143,15 @@ class Nginx:
 
 def jarvis_env(tmp: Path, connections: int) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JARVIS_", "API_"))}
-    env.update(JARVIS_DATA_DIR=str(tmp / "data"), JARVIS_MODELS_DIR=str(tmp / "store"), JARVIS_PORT=str(free_port()),
-               JARVIS_ALLOW_INSECURE_URLS="true", JARVIS_DISK_RESERVE_MB="0",
-               JARVIS_DOWNLOAD_CONNECTIONS=str(connections), JARVIS_LOG_LEVEL="WARNING")
+    env.update(
+        JARVIS_DATA_DIR=str(tmp / "data"),
+        JARVIS_MODELS_DIR=str(tmp / "store"),
+        JARVIS_PORT=str(free_port()),
+        JARVIS_ALLOW_INSECURE_URLS="true",
+        JARVIS_DISK_RESERVE_MB="0",
+        JARVIS_DOWNLOAD_CONNECTIONS=str(connections),
+        JARVIS_LOG_LEVEL="WARNING",
+    )
     return env
 
 
@@ -170,7 +185,7 @@ def throughput(args, tmp: Path, url: str, sha: str, size: int) -> dict:
     env, store, out = jarvis_env(tmp, args.connections), tmp / "store", tmp / "curl.out"
     times: dict[str, list[float]] = {k: [] for k in ("curl", "curl+sha256sum", "curl+hashlib", "jarvis", "startup")}
     for rep in range(args.reps):
-        for tool in (("curl", "jarvis") if rep % 2 == 0 else ("jarvis", "curl")):
+        for tool in ("curl", "jarvis") if rep % 2 == 0 else ("jarvis", "curl"):
             if tool == "curl":
                 curl = timed(["curl", "-s", "-f", "-o", str(out), url])
                 times["curl"].append(curl)
@@ -224,8 +239,15 @@ def resume(nginx: Nginx, size: int, first: list, again: list, progress, check, *
     seconds = timed(again, **popen)
     check()
     total, gets = nginx.body_bytes(since)
-    return {"killed_at": killed_at, "kept": kept, "first": sent_first, "second": total - sent_first, "total": total,
-            "gets": f"{gets_first} + {gets - gets_first}", "seconds": seconds}
+    return {
+        "killed_at": killed_at,
+        "kept": kept,
+        "first": sent_first,
+        "second": total - sent_first,
+        "total": total,
+        "gets": f"{gets_first} + {gets - gets_first}",
+        "seconds": seconds,
+    }
 
 
 def resume_cases(args, tmp: Path, nginx: Nginx, url: str, sha: str, size: int) -> tuple[dict, dict]:
@@ -233,8 +255,9 @@ def resume_cases(args, tmp: Path, nginx: Nginx, url: str, sha: str, size: int) -
     env, store, out = jarvis_env(tmp, args.connections), tmp / "store", tmp / "curl.out"
     clean(store, tmp / "data")
     pull = [str(JARVIS), "pull", url]
-    jarvis = resume(nginx, size, pull, pull, lambda: partial_done(store), lambda: check_blob(store, sha, size),
-                    env=env, cwd=tmp)
+    jarvis = resume(
+        nginx, size, pull, pull, lambda: partial_done(store), lambda: check_blob(store, sha, size), env=env, cwd=tmp
+    )
     clean(store, tmp / "data")
 
     def check_curl() -> None:
@@ -242,8 +265,14 @@ def resume_cases(args, tmp: Path, nginx: Nginx, url: str, sha: str, size: int) -
             if hashlib.file_digest(handle, "sha256").hexdigest() != sha:
                 raise SystemExit("curl -C - produced a different file")
 
-    curl = resume(nginx, size, ["curl", "-s", "-f", "-o", str(out), url], ["curl", "-s", "-f", "-C", "-", "-o", str(out), url],
-                  lambda: out.stat().st_size if out.exists() else 0, check_curl)
+    curl = resume(
+        nginx,
+        size,
+        ["curl", "-s", "-f", "-o", str(out), url],
+        ["curl", "-s", "-f", "-C", "-", "-o", str(out), url],
+        lambda: out.stat().st_size if out.exists() else 0,
+        check_curl,
+    )
     clean(out)
     return jarvis, curl
 
@@ -262,7 +291,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="jarvis-bench-download-"))
     free = shutil.disk_usage(tmp).free
     if free < 3 * size + 512 * MIB:
-        raise SystemExit(f"{free / 1e9:.1f} GB free in {tmp.parent}; the bench needs {(3 * size + 512 * MIB) / 1e9:.1f} GB")
+        raise SystemExit(
+            f"{free / 1e9:.1f} GB free in {tmp.parent}; the bench needs {(3 * size + 512 * MIB) / 1e9:.1f} GB"
+        )
     try:
         (tmp / "www").mkdir()
         print(f"writing a {args.size_mib} MiB GGUF to {tmp}/www ...", flush=True)
@@ -292,26 +323,47 @@ def report(args, size: int, sha: str, t: dict, r: dict, rc: dict) -> None:
         ("curl -o", f"{t['curl']:.2f} s  {mbps(t['curl']):7.1f} MB/s   (no verification)"),
         ("curl + sha256sum", f"{t['curl+sha256sum']:.2f} s  {mbps(t['curl+sha256sum']):7.1f} MB/s"),
         ("curl + hashlib", f"{t['curl+hashlib']:.2f} s  {mbps(t['curl+hashlib']):7.1f} MB/s"),
-        ("jarvis pull (wall)", f"{t['jarvis']:.2f} s  {mbps(t['jarvis']):7.1f} MB/s   "
-                               f"(sha256 + install, {args.connections} connections)"),
+        (
+            "jarvis pull (wall)",
+            f"{t['jarvis']:.2f} s  {mbps(t['jarvis']):7.1f} MB/s   (sha256 + install, {args.connections} connections)",
+        ),
         ("jarvis CLI start-up", f"{t['startup']:.2f} s   (`jarvis --help`)"),
         ("jarvis pull - start-up", f"{jarvis_net:.2f} s  {mbps(jarvis_net):7.1f} MB/s"),
-        ("ratio jarvis/curl", f"{ratio:.3f} wall, {net_ratio:.3f} without start-up   goal >= {GOAL_RATIO}: "
-                              f"{verdict(ratio >= GOAL_RATIO)} wall, {verdict(net_ratio >= GOAL_RATIO)} without start-up"),
+        (
+            "ratio jarvis/curl",
+            f"{ratio:.3f} wall, {net_ratio:.3f} without start-up   goal >= {GOAL_RATIO}: "
+            f"{verdict(ratio >= GOAL_RATIO)} wall, {verdict(net_ratio >= GOAL_RATIO)} without start-up",
+        ),
         ("ratio jarvis/(curl+hashlib)", f"{t['curl+hashlib'] / t['jarvis']:.3f} wall"),
-        ("resume: killed at", f"{r['killed_at']:,} bytes ({r['killed_at'] * 100 / size:.1f} %); "
-                              f"state sidecar then said {r['kept']:,}"),
-        ("resume: nginx sent", f"{r['first']:,} + {r['second']:,} = {r['total']:,} bytes in {r['gets']} GETs; "
-                               f"second pull {r['seconds']:.2f} s"),
-        ("resume: lost at the kill", f"{r['first'] - r['kept']:,} bytes sent before the kill but not kept "
-                                     f"(socket buffers + unsaved state)"),
-        ("resume: re-transferred", f"{extra:,} bytes = {pct:.3f} % of the file   "
-                                   f"goal <= {GOAL_RETRANSFER_PCT} %: {verdict(pct <= GOAL_RETRANSFER_PCT)}"),
-        ("reference: curl -C -", f"{extra_curl:,} bytes = {pct_curl:.3f} % re-transferred "
-                                 f"(1 connection, killed at {rc['killed_at'] * 100 / size:.1f} %)"),
+        (
+            "resume: killed at",
+            f"{r['killed_at']:,} bytes ({r['killed_at'] * 100 / size:.1f} %); state sidecar then said {r['kept']:,}",
+        ),
+        (
+            "resume: nginx sent",
+            f"{r['first']:,} + {r['second']:,} = {r['total']:,} bytes in {r['gets']} GETs; "
+            f"second pull {r['seconds']:.2f} s",
+        ),
+        (
+            "resume: lost at the kill",
+            f"{r['first'] - r['kept']:,} bytes sent before the kill but not kept (socket buffers + unsaved state)",
+        ),
+        (
+            "resume: re-transferred",
+            f"{extra:,} bytes = {pct:.3f} % of the file   "
+            f"goal <= {GOAL_RETRANSFER_PCT} %: {verdict(pct <= GOAL_RETRANSFER_PCT)}",
+        ),
+        (
+            "reference: curl -C -",
+            f"{extra_curl:,} bytes = {pct_curl:.3f} % re-transferred "
+            f"(1 connection, killed at {rc['killed_at'] * 100 / size:.1f} %)",
+        ),
     ]
     width = max(len(name) for name, _ in rows)
-    print(f"\nresults (throughput: medians of {args.reps} rounds)\n" + "\n".join(f"  {name:<{width}}  {value}" for name, value in rows))
+    print(
+        f"\nresults (throughput: medians of {args.reps} rounds)\n"
+        + "\n".join(f"  {name:<{width}}  {value}" for name, value in rows)
+    )
 
 
 if __name__ == "__main__":

@@ -36,22 +36,148 @@ from jarvis.storage.db import Database  # noqa: E402
 GOAL_P95_MS = 20.0
 SEED = 20240611
 
-NAMES = ["Mia", "Luna", "Max", "Felix", "Anna", "Ben", "Emma", "Paul", "Lena", "Noah", "Sophie", "Jonas", "Clara", "Elias", "Marie", "Leon", "Ida", "Theo", "Nora", "Finn"]
+NAMES = [
+    "Mia",
+    "Luna",
+    "Max",
+    "Felix",
+    "Anna",
+    "Ben",
+    "Emma",
+    "Paul",
+    "Lena",
+    "Noah",
+    "Sophie",
+    "Jonas",
+    "Clara",
+    "Elias",
+    "Marie",
+    "Leon",
+    "Ida",
+    "Theo",
+    "Nora",
+    "Finn",
+]
 PETS_EN = ["cat", "dog", "rabbit", "parrot", "hamster", "turtle", "horse", "goldfish"]
 PETS_DE = ["Katze", "Hund", "Kaninchen", "Papagei", "Hamster", "Schildkröte", "Pferd", "Goldfisch"]
-FOODS_EN = ["pizza", "sushi", "pasta", "curry", "ramen", "tacos", "salad", "lasagna", "falafel", "pancakes", "risotto", "dumplings"]
-FOODS_DE = ["Pizza", "Sushi", "Nudeln", "Currywurst", "Spätzle", "Brezeln", "Käsekuchen", "Schnitzel", "Rouladen", "Maultaschen"]
+FOODS_EN = [
+    "pizza",
+    "sushi",
+    "pasta",
+    "curry",
+    "ramen",
+    "tacos",
+    "salad",
+    "lasagna",
+    "falafel",
+    "pancakes",
+    "risotto",
+    "dumplings",
+]
+FOODS_DE = [
+    "Pizza",
+    "Sushi",
+    "Nudeln",
+    "Currywurst",
+    "Spätzle",
+    "Brezeln",
+    "Käsekuchen",
+    "Schnitzel",
+    "Rouladen",
+    "Maultaschen",
+]
 DRINKS = ["tea", "coffee", "espresso", "green-tea", "cocoa", "water", "lemonade", "matcha"]
-CITIES = ["Berlin", "Hamburg", "München", "Köln", "Frankfurt", "Stuttgart", "Leipzig", "Dresden", "Vienna", "Zurich", "Paris", "London", "Lisbon", "Madrid", "Rome", "Oslo"]
-HOBBIES_EN = ["hiking", "climbing", "chess", "painting", "running", "cycling", "gardening", "photography", "knitting", "swimming", "guitar", "baking"]
-HOBBIES_DE = ["Wandern", "Klettern", "Schach", "Malen", "Laufen", "Radfahren", "Gärtnern", "Fotografie", "Stricken", "Schwimmen", "Gitarre", "Backen"]
+CITIES = [
+    "Berlin",
+    "Hamburg",
+    "München",
+    "Köln",
+    "Frankfurt",
+    "Stuttgart",
+    "Leipzig",
+    "Dresden",
+    "Vienna",
+    "Zurich",
+    "Paris",
+    "London",
+    "Lisbon",
+    "Madrid",
+    "Rome",
+    "Oslo",
+]
+HOBBIES_EN = [
+    "hiking",
+    "climbing",
+    "chess",
+    "painting",
+    "running",
+    "cycling",
+    "gardening",
+    "photography",
+    "knitting",
+    "swimming",
+    "guitar",
+    "baking",
+]
+HOBBIES_DE = [
+    "Wandern",
+    "Klettern",
+    "Schach",
+    "Malen",
+    "Laufen",
+    "Radfahren",
+    "Gärtnern",
+    "Fotografie",
+    "Stricken",
+    "Schwimmen",
+    "Gitarre",
+    "Backen",
+]
 COLORS_EN = ["red", "blue", "green", "yellow", "purple", "orange", "black", "white", "teal"]
 COLORS_DE = ["rot", "blau", "grün", "gelb", "lila", "orange", "schwarz", "weiß", "türkis"]
-JOBS = ["teacher", "nurse", "engineer", "designer", "carpenter", "doctor", "lawyer", "baker", "pilot", "developer", "architect"]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"]
+JOBS = [
+    "teacher",
+    "nurse",
+    "engineer",
+    "designer",
+    "carpenter",
+    "doctor",
+    "lawyer",
+    "baker",
+    "pilot",
+    "developer",
+    "architect",
+]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 RELATIVES_EN = ["sister", "brother", "mother", "father", "aunt", "uncle", "cousin", "grandmother", "daughter", "son"]
 RELATIVES_DE = ["Schwester", "Bruder", "Mutter", "Vater", "Tante", "Onkel", "Cousine", "Oma", "Tochter", "Sohn"]
-TOPICS = ["budget", "roadmap", "hiring", "launch", "migration", "invoices", "garden", "kitchen", "renovation", "vacation", "tax", "insurance"]
+TOPICS = [
+    "budget",
+    "roadmap",
+    "hiring",
+    "launch",
+    "migration",
+    "invoices",
+    "garden",
+    "kitchen",
+    "renovation",
+    "vacation",
+    "tax",
+    "insurance",
+]
 
 TEMPLATES = [
     ("fact", "My {pet} is called {name}"),
@@ -82,14 +208,29 @@ WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", 
 def sentence(rng: random.Random) -> tuple[str, str]:
     kind, template = rng.choice(TEMPLATES)
     values = {
-        "name": rng.choice(NAMES), "pet": rng.choice(PETS_EN), "pet_de": rng.choice(PETS_DE),
-        "food": rng.choice(FOODS_EN), "food_de": rng.choice(FOODS_DE), "drink": rng.choice(DRINKS),
-        "drink2": rng.choice(DRINKS), "city": rng.choice(CITIES), "hobby": rng.choice(HOBBIES_EN),
-        "hobby_de": rng.choice(HOBBIES_DE), "hobby_de2": rng.choice(HOBBIES_DE), "color": rng.choice(COLORS_EN),
-        "color_de": rng.choice(COLORS_DE), "job": rng.choice(JOBS), "month": rng.choice(MONTHS),
-        "relative": rng.choice(RELATIVES_EN), "relative_de": rng.choice(RELATIVES_DE), "topic": rng.choice(TOPICS),
-        "year": rng.randint(1990, 2024), "day": rng.randint(1, 28), "amount": rng.randint(1, 400) * 50,
-        "daytime": rng.choice(DAYTIMES), "weekday": rng.choice(WEEKDAYS),
+        "name": rng.choice(NAMES),
+        "pet": rng.choice(PETS_EN),
+        "pet_de": rng.choice(PETS_DE),
+        "food": rng.choice(FOODS_EN),
+        "food_de": rng.choice(FOODS_DE),
+        "drink": rng.choice(DRINKS),
+        "drink2": rng.choice(DRINKS),
+        "city": rng.choice(CITIES),
+        "hobby": rng.choice(HOBBIES_EN),
+        "hobby_de": rng.choice(HOBBIES_DE),
+        "hobby_de2": rng.choice(HOBBIES_DE),
+        "color": rng.choice(COLORS_EN),
+        "color_de": rng.choice(COLORS_DE),
+        "job": rng.choice(JOBS),
+        "month": rng.choice(MONTHS),
+        "relative": rng.choice(RELATIVES_EN),
+        "relative_de": rng.choice(RELATIVES_DE),
+        "topic": rng.choice(TOPICS),
+        "year": rng.randint(1990, 2024),
+        "day": rng.randint(1, 28),
+        "amount": rng.randint(1, 400) * 50,
+        "daytime": rng.choice(DAYTIMES),
+        "weekday": rng.choice(WEEKDAYS),
     }
     return kind, template.format(**values)
 
@@ -117,7 +258,9 @@ def queries(rng: random.Random, n: int) -> list[str]:
 def messages(rng: random.Random, n: int) -> list[str]:
     """Chat messages of the kind that reach `relevant()`."""
     makers = [
-        lambda: f"Can you suggest a recipe with {rng.choice(FOODS_EN)} for tonight? I'm cooking for {rng.choice(NAMES)}.",
+        lambda: (
+            f"Can you suggest a recipe with {rng.choice(FOODS_EN)} for tonight? I'm cooking for {rng.choice(NAMES)}."
+        ),
         lambda: f"I'm planning a trip to {rng.choice(CITIES)} in {rng.choice(MONTHS)}, any tips?",
         lambda: f"Was soll ich meiner {rng.choice(RELATIVES_DE)} zum Geburtstag schenken?",
         lambda: "Tell me a joke.",
@@ -174,8 +317,12 @@ async def run(label: str, url: str, *, count: int, single: int, n_queries: int) 
     for query in warm:
         await memory.search(query)
     load_before = os.getloadavg()[0]
-    search_ms, found, search_cpu = await timed([lambda q=q: memory.search(q, limit=10) for q in queries(query_rng, n_queries)])
-    relevant_ms, injected, relevant_cpu = await timed([lambda m=m: memory.relevant(m) for m in messages(query_rng, n_queries)])
+    search_ms, found, search_cpu = await timed(
+        [lambda q=q: memory.search(q, limit=10) for q in queries(query_rng, n_queries)]
+    )
+    relevant_ms, injected, relevant_cpu = await timed(
+        [lambda m=m: memory.relevant(m) for m in messages(query_rng, n_queries)]
+    )
     load_after = os.getloadavg()[0]
     stats = await memory.stats()
     await db.close()
@@ -242,7 +389,9 @@ async def main() -> None:
         if figures["backend"] == "sqlite":
             ratio = figures["search_p95"] / GOAL_P95_MS
             verdict = "met" if ratio <= 1 else "MISSED"
-            print(f"goal: SQLite search p95 <= {GOAL_P95_MS:.0f} ms: {figures['search_p95']:.2f} ms ({ratio:.2f} of the budget) {verdict}")
+            print(
+                f"goal: SQLite search p95 <= {GOAL_P95_MS:.0f} ms: {figures['search_p95']:.2f} ms ({ratio:.2f} of the budget) {verdict}"
+            )
 
 
 if __name__ == "__main__":

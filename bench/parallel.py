@@ -39,9 +39,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stream import free_port, start_server  # noqa: E402  (bench/ is not a package)
 
 MODEL = "qwen2.5-coder:0.5b"
-SUBJECTS = ["a dragon who learns to read", "a lighthouse keeper on a stormy night", "a robot that plants a garden",
-            "two friends who sail around the world", "a cat who becomes a detective", "a city under the sea",
-            "a musician who loses her voice", "a baker in a small mountain village"]
+SUBJECTS = [
+    "a dragon who learns to read",
+    "a lighthouse keeper on a stormy night",
+    "a robot that plants a garden",
+    "two friends who sail around the world",
+    "a cat who becomes a detective",
+    "a city under the sea",
+    "a musician who loses her voice",
+    "a baker in a small mountain village",
+]
 CONCURRENCY = (1, 2, 4, 8)
 GOAL_RATIO, GOAL_TTFT_FACTOR, GOAL_TTFT_EXTRA_MS = 0.85, 4, 250
 
@@ -57,8 +64,13 @@ def prompts(n: int) -> list[str]:
 
 def summary(sent: float, firsts: list[float], ends: list[float], tokens: int) -> dict:
     ttft = sorted((f - sent) * 1000 for f in firsts)
-    return {"tps": tokens / (max(ends) - sent), "p50": statistics.median(ttft),
-            "p95": ttft[min(len(ttft) - 1, round(0.95 * (len(ttft) - 1)))], "max": ttft[-1], "tokens": tokens}
+    return {
+        "tps": tokens / (max(ends) - sent),
+        "p50": statistics.median(ttft),
+        "p95": ttft[min(len(ttft) - 1, round(0.95 * (len(ttft) - 1)))],
+        "max": ttft[-1],
+        "tokens": tokens,
+    }
 
 
 def batch_worker(conn, model_path: str, threads: int, tokens: int) -> None:
@@ -79,8 +91,10 @@ def batch_worker(conn, model_path: str, threads: int, tokens: int) -> None:
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         ctx = _internals.LlamaContext(model=model, params=params, verbose=False)
         batch = llama_cpp.llama_batch_init(512 * n, 0, 1)
-        texts = [f"<|im_start|>user\n{p}<|im_end|>\n<|im_start|>assistant\n" if template else f"User: {p}\nAssistant:"
-                 for p in prompts(n)]
+        texts = [
+            f"<|im_start|>user\n{p}<|im_end|>\n<|im_start|>assistant\n" if template else f"User: {p}\nAssistant:"
+            for p in prompts(n)
+        ]
         seqs = [model.tokenize(t.encode(), not template, bool(template)) for t in texts]
         samplers = []
         for _ in range(n):
@@ -172,8 +186,21 @@ def together(target, n: int, *args) -> dict:
 
 
 def start_llama_server(model_path: Path, port: int, threads: int, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--host", "127.0.0.1",
-               "--port", str(port), "--n_ctx", "4096", "--n_threads", str(threads)]
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model_path),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "4096",
+        "--n_threads",
+        str(threads),
+    ]
     server = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -209,7 +236,9 @@ def main() -> None:
             model_path = ModelStore(models_dir).model_path(args.model)
             ctx = mp.get_context("spawn")
             conn, child = ctx.Pipe()
-            worker = ctx.Process(target=batch_worker, args=(child, str(model_path), args.threads, args.tokens), daemon=True)
+            worker = ctx.Process(
+                target=batch_worker, args=(child, str(model_path), args.threads, args.tokens), daemon=True
+            )
             worker.start()
             assert conn.recv() == "ready"
             paths = {
@@ -219,9 +248,13 @@ def main() -> None:
             if not args.skip_llama_server:
                 llama_port = free_port()
                 others.append(start_llama_server(model_path, llama_port, args.threads, data / "llama-server.log"))
-                paths["llama-server"] = lambda n: together(openai_chat, n, f"http://127.0.0.1:{llama_port}", args.tokens)
-            print(f"{args.model}, {args.tokens} tokens an answer, JARVIS_PARALLEL={args.parallel}, {args.threads} threads, "
-                  f"load {os.getloadavg()[0]:.2f}")
+                paths["llama-server"] = lambda n: together(
+                    openai_chat, n, f"http://127.0.0.1:{llama_port}", args.tokens
+                )
+            print(
+                f"{args.model}, {args.tokens} tokens an answer, JARVIS_PARALLEL={args.parallel}, {args.threads} threads, "
+                f"load {os.getloadavg()[0]:.2f}"
+            )
             for run in paths.values():  # warm-up, not counted
                 run(1)
             results: dict[str, dict[int, dict]] = {name: {} for name in paths}
@@ -229,8 +262,10 @@ def main() -> None:
                 for name, run in paths.items():
                     r = results[name][n] = run(n)
                     extra = f"  queued {r['queued']}" if r.get("queued") else ""
-                    print(f"  {n} chats  {name:<12} {r['tps']:7.1f} tok/s   first token p50 {r['p50']:7.0f} ms"
-                          f"  p95 {r['p95']:7.0f} ms{extra}")
+                    print(
+                        f"  {n} chats  {name:<12} {r['tps']:7.1f} tok/s   first token p50 {r['p50']:7.0f} ms"
+                        f"  p95 {r['p95']:7.0f} ms{extra}"
+                    )
             print()
             for n in CONCURRENCY:
                 ratio = results["jarvis"][n]["tps"] / results["batch"][n]["tps"]
@@ -241,9 +276,13 @@ def main() -> None:
             four = results["jarvis"][4]["tps"] / results["batch"][4]["tps"]
             lone, worst = results["jarvis"][1]["max"], results["jarvis"][4]["max"]
             limit = GOAL_TTFT_FACTOR * lone + GOAL_TTFT_EXTRA_MS
-            print(f"goal 4 chats >= {GOAL_RATIO} of the batch API: {four:.3f} {'OK' if four >= GOAL_RATIO else 'MISSED'}")
-            print(f"goal worst first token of 4 <= 4 x lone + 250 ms: {worst:.0f} ms vs {limit:.0f} ms "
-                  f"{'OK' if worst <= limit else 'MISSED'}")
+            print(
+                f"goal 4 chats >= {GOAL_RATIO} of the batch API: {four:.3f} {'OK' if four >= GOAL_RATIO else 'MISSED'}"
+            )
+            print(
+                f"goal worst first token of 4 <= 4 x lone + 250 ms: {worst:.0f} ms vs {limit:.0f} ms "
+                f"{'OK' if worst <= limit else 'MISSED'}"
+            )
             conn.send(None)
             worker.join(timeout=10)
         finally:

@@ -100,8 +100,12 @@ def raw_worker(conn, model_path: str, threads: int) -> None:
             pieces = (part["choices"][0]["delta"].get("content") for part in stream)
         else:
             stream = llm.create_completion(
-                transcript(messages), temperature=0, repeat_penalty=1.1, max_tokens=tokens,
-                stop=list(TRANSCRIPT_STOPS), stream=True,
+                transcript(messages),
+                temperature=0,
+                repeat_penalty=1.1,
+                max_tokens=tokens,
+                stop=list(TRANSCRIPT_STOPS),
+                stream=True,
             )
             pieces = (part["choices"][0]["text"] for part in stream)
         started = is_chat  # a transcript's answer follows "Assistant:": strip what leads it
@@ -115,8 +119,14 @@ def raw_worker(conn, model_path: str, threads: int) -> None:
         conn.send(timing(sent, stamps, "".join(parts)))
 
 
-TURNS = ["What is the capital of France?", "Tell me three facts about that city.", "How many people live there?",
-         "Which river runs through it?", "Name a famous museum there.", "What food is it known for?"]
+TURNS = [
+    "What is the capital of France?",
+    "Tell me three facts about that city.",
+    "How many people live there?",
+    "Which river runs through it?",
+    "Name a famous museum there.",
+    "What food is it known for?",
+]
 
 
 def raw_conversation(llm, questions: list[str], tokens: int) -> list[float]:
@@ -126,8 +136,9 @@ def raw_conversation(llm, questions: list[str], tokens: int) -> list[float]:
     for question in questions:
         history.append({"role": "user", "content": question})
         sent, first, parts = time.perf_counter(), None, []
-        for part in llm.create_chat_completion(messages=history, temperature=0, repeat_penalty=1.1,
-                                               max_tokens=tokens, stream=True):
+        for part in llm.create_chat_completion(
+            messages=history, temperature=0, repeat_penalty=1.1, max_tokens=tokens, stream=True
+        ):
             text = part["choices"][0]["delta"].get("content")
             if text:
                 first = first or time.perf_counter()
@@ -249,8 +260,13 @@ def run_sse(client: httpx.Client, prompt: str, tokens: int) -> dict:
 
 def run_openai(client: httpx.Client, model: str, prompt: str, tokens: int) -> dict:
     """One streamed answer from the OpenAI-compatible `POST /v1/chat/completions` (nothing stored)."""
-    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": True,
-            "temperature": 0, "max_tokens": tokens}
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "stream": True,
+        "temperature": 0,
+        "max_tokens": tokens,
+    }
     stamps, parts = [], []
     sent = time.perf_counter()
     with client.stream("POST", "/v1/chat/completions", json=body) as response:
@@ -273,8 +289,12 @@ def run_openai(client: httpx.Client, model: str, prompt: str, tokens: int) -> di
 
 def run_ollama(client: httpx.Client, model: str, prompt: str, tokens: int) -> dict:
     """One streamed answer from the Ollama-compatible `POST /api/chat` (NDJSON, nothing stored)."""
-    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": True,
-            "options": {"temperature": 0, "num_predict": tokens}}
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "stream": True,
+        "options": {"temperature": 0, "num_predict": tokens},
+    }
     stamps, parts = [], []
     sent = time.perf_counter()
     with client.stream("POST", "/api/chat", json=body) as response:
@@ -331,8 +351,10 @@ def start_server(port: int, data_dir: Path, models_dir: Path, threads: int, mode
 
 def report(results: dict[str, list[dict]], reference: str, tokens: int) -> None:
     """Print the median table, the ratios against raw and the exact-text check."""
-    med = {p: {k: statistics.median(r[k] for r in runs) for k in ("tps", "decode_tps", "ttft_ms", "chunks")}
-           for p, runs in results.items()}
+    med = {
+        p: {k: statistics.median(r[k] for r in runs) for k in ("tps", "decode_tps", "ttft_ms", "chunks")}
+        for p, runs in results.items()
+    }
     print(f"\n{'path':<6} {'tok/s':>8} {'decode tok/s':>13} {'TTFT ms':>9} {'chunks':>7}   (medians)")
     for path, m in med.items():
         print(f"{path:<6} {m['tps']:>8.2f} {m['decode_tps']:>13.2f} {m['ttft_ms']:>9.1f} {m['chunks']:>7.0f}")
@@ -343,8 +365,10 @@ def report(results: dict[str, list[dict]], reference: str, tokens: int) -> None:
         decode = med[path]["decode_tps"] / raw["decode_tps"]
         extra = med[path]["ttft_ms"] - raw["ttft_ms"]
         ok = "OK" if ratio >= GOAL_RATIO and extra <= GOAL_TTFT_MS else "MISSED"
-        print(f"{path}/raw tok/s {ratio:.3f} (decode {decode:.3f}), extra TTFT {extra:+.1f} ms   "
-              f"goal >= {GOAL_RATIO} and <= {GOAL_TTFT_MS:.0f} ms: {ok}")
+        print(
+            f"{path}/raw tok/s {ratio:.3f} (decode {decode:.3f}), extra TTFT {extra:+.1f} ms   "
+            f"goal >= {GOAL_RATIO} and <= {GOAL_TTFT_MS:.0f} ms: {ok}"
+        )
     for path in results:
         same = sum(r["text"] == reference for r in results[path])
         print(f"text of {path} identical to the raw engine's (cache kept): {same}/{len(results[path])} runs")
@@ -381,7 +405,9 @@ def main() -> None:
             client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
             if args.turns:
                 questions = TURNS[: args.turns]
-                print(f"{args.model}, {len(questions)}-turn conversation, {args.tokens} tokens a turn, {args.reps} reps")
+                print(
+                    f"{args.model}, {len(questions)}-turn conversation, {args.tokens} tokens a turn, {args.reps} reps"
+                )
                 ws_conversation(f"http://127.0.0.1:{port}", questions[:1], args.tokens)  # warm-up
                 ours, raws = [], []
                 for _ in range(args.reps):
@@ -398,8 +424,10 @@ def main() -> None:
                 "ollama": lambda: run_ollama(client, args.model, args.prompt, args.tokens),
             }
             prompting = "its chat template" if raw.is_chat else "no chat template: transcript + stops"
-            print(f"{args.model} ({prompting}), {args.tokens} tokens, {args.reps} reps, "
-                  f"{args.threads} threads, port {port}")
+            print(
+                f"{args.model} ({prompting}), {args.tokens} tokens, {args.reps} reps, "
+                f"{args.threads} threads, port {port}"
+            )
             warm = {name: run() for name, run in paths.items()}  # warm-up, not counted
             reference = warm["raw"]["text"]
             results: dict[str, list[dict]] = {name: [] for name in paths}

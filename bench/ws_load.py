@@ -30,11 +30,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def start_server(port: int, data: Path) -> subprocess.Popen:
-    env = {**os.environ, "JARVIS_DATA_DIR": str(data), "JARVIS_PORT": str(port), "LOG_LEVEL": "WARNING",
-           "JARVIS_MAX_QUEUE": "1000", "JARVIS_MAX_CONNECTIONS_PER_CLIENT": "5000"}
+    env = {
+        **os.environ,
+        "JARVIS_DATA_DIR": str(data),
+        "JARVIS_PORT": str(port),
+        "LOG_LEVEL": "WARNING",
+        "JARVIS_MAX_QUEUE": "1000",
+        "JARVIS_MAX_CONNECTIONS_PER_CLIENT": "5000",
+    }
     jarvis = Path(sys.executable).with_name("jarvis")
-    process = subprocess.Popen([str(jarvis), "serve", "--port", str(port)], env=env, cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [str(jarvis), "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         try:
@@ -47,8 +58,9 @@ def start_server(port: int, data: Path) -> subprocess.Popen:
     raise SystemExit("the server did not start")
 
 
-async def pinger(url: str, stop: asyncio.Event, latencies: dict[str, list[float]], lost: list[str], phase: list[str],
-                 interval: float) -> None:
+async def pinger(
+    url: str, stop: asyncio.Event, latencies: dict[str, list[float]], lost: list[str], phase: list[str], interval: float
+) -> None:
     """One socket: ping and history, alternately, until stopped; ping latency recorded per
     phase (`idle` before the chats, `generating` while they run)."""
     async with connect(url, max_size=None, open_timeout=60) as ws:
@@ -72,8 +84,17 @@ async def pinger(url: str, stop: asyncio.Event, latencies: dict[str, list[float]
 async def chatter(url: str, index: int, tokens: int, answered: list[int], lost: list[str]) -> None:
     async with connect(url, max_size=None, open_timeout=60) as ws:
         await ws.recv()
-        await ws.send(json.dumps({"type": "chat", "message": f"Tell me about number {index}", "stream": True,
-                                  "temperature": 0, "max_tokens": tokens}))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "chat",
+                    "message": f"Tell me about number {index}",
+                    "stream": True,
+                    "temperature": 0,
+                    "max_tokens": tokens,
+                }
+            )
+        )
         while True:
             try:
                 frame = json.loads(await asyncio.wait_for(ws.recv(), 600))
@@ -113,15 +134,21 @@ async def run(args) -> None:
     elapsed = time.perf_counter() - started
     stop.set()
     await asyncio.gather(*pingers, return_exceptions=True)
-    print(f"sockets                 {args.sockets} pinging (ping + history every {args.interval} s) + {args.chats} chats "
-          f"({args.tokens} tokens each)")
+    print(
+        f"sockets                 {args.sockets} pinging (ping + history every {args.interval} s) + {args.chats} chats "
+        f"({args.tokens} tokens each)"
+    )
     print(f"generation took         {elapsed:.1f} s")
     for name, values in latencies.items():
         values.sort()
         p = lambda q: values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")  # noqa: B023, E731
-        verdict = f"   (goal p99 <= 50 ms: {'PASS' if values and p(0.99) <= 50 else 'FAIL'})" if name == "generating" else ""
-        print(f"ping latency {name:<10} p50 {p(0.50):.1f} ms   p99 {p(0.99):.1f} ms   max {values[-1] if values else 0:.1f} ms"
-              f"   mean {statistics.fmean(values) if values else 0:.1f} ms   ({len(values)} pings){verdict}")
+        verdict = (
+            f"   (goal p99 <= 50 ms: {'PASS' if values and p(0.99) <= 50 else 'FAIL'})" if name == "generating" else ""
+        )
+        print(
+            f"ping latency {name:<10} p50 {p(0.50):.1f} ms   p99 {p(0.99):.1f} ms   max {values[-1] if values else 0:.1f} ms"
+            f"   mean {statistics.fmean(values) if values else 0:.1f} ms   ({len(values)} pings){verdict}"
+        )
     print(f"chats answered          {len(answered)} of {args.chats}")
     print(f"lost                    {len(lost)}{': ' + ', '.join(lost[:10]) if lost else ''}")
 

@@ -91,8 +91,11 @@ def make_settings(tmp_path, models_dir, request):
 @pytest.fixture(scope="session", params=BACKENDS)
 def server(request, tmp_path_factory, models_dir):
     """A real server on loopback for each database backend, shared by the tests of the run."""
-    values = {"data_dir": tmp_path_factory.mktemp(f"server-{request.param}"), "models_path": models_dir,
-              "default_model": BUNDLED_NAME}  # the small base model, as make_settings
+    values = {
+        "data_dir": tmp_path_factory.mktemp(f"server-{request.param}"),
+        "models_path": models_dir,
+        "default_model": BUNDLED_NAME,
+    }  # the small base model, as make_settings
     if request.param == "postgres":
         cluster = request.getfixturevalue("postgres")
         values["database_url"] = cluster.create_database(f"jarvis_server_{os.getpid()}")

@@ -39,9 +39,15 @@ asyncio.run(main())
 def test_processes_starting_together_migrate_and_install_once(tmp_path, backend, request):
     env = server_env(tmp_path / "data", tmp_path / "store")  # an empty store: the bundled models are written out
     if backend == "postgres":
-        env["JARVIS_DATABASE_URL"] = request.getfixturevalue("postgres").create_database(f"replicas_{tmp_path.name[-12:]}")
-    starts = [subprocess.Popen([sys.executable, "-c", START], env=env, cwd=REPO, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True) for _ in range(3)]
+        env["JARVIS_DATABASE_URL"] = request.getfixturevalue("postgres").create_database(
+            f"replicas_{tmp_path.name[-12:]}"
+        )
+    starts = [
+        subprocess.Popen(
+            [sys.executable, "-c", START], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
     results = [(p.wait(timeout=300), *p.communicate()) for p in starts]
     assert [code for code, _, _ in results] == [0, 0, 0], [err[-2000:] for _, _, err in results]
     assert len({out.strip() for _, out, _ in results}) == 1
@@ -62,11 +68,22 @@ def test_two_servers_pulling_the_same_model_fetch_it_once(tmp_path, models_dir, 
     hub.faults["shared-Q4_K_M.gguf"] = Fault(throttle_bps=24 << 20)  # about a second: the pulls overlap
     store = fresh_store(tmp_path / "store", models_dir)
     ports = [free_port(), free_port()]
-    envs = [server_env(tmp_path / f"data-{i}", store, HF_ENDPOINT=hub.url, JARVIS_LOAD_ON_START="false",
-                       JARVIS_ALLOW_INSECURE_URLS="true", JARVIS_DISK_RESERVE_MB="0") for i in range(2)]
+    envs = [
+        server_env(
+            tmp_path / f"data-{i}",
+            store,
+            HF_ENDPOINT=hub.url,
+            JARVIS_LOAD_ON_START="false",
+            JARVIS_ALLOW_INSECURE_URLS="true",
+            JARVIS_DISK_RESERVE_MB="0",
+        )
+        for i in range(2)
+    ]
     commands = [[str(JARVIS), "serve", "--port", str(port)] for port in ports]
-    with running(commands[0], port=ports[0], env=envs[0], cwd=REPO, log=tmp_path / "a.log") as first, \
-            running(commands[1], port=ports[1], env=envs[1], cwd=REPO, log=tmp_path / "b.log") as second:
+    with (
+        running(commands[0], port=ports[0], env=envs[0], cwd=REPO, log=tmp_path / "a.log") as first,
+        running(commands[1], port=ports[1], env=envs[1], cwd=REPO, log=tmp_path / "b.log") as second,
+    ):
         for server in (first, second):
             started = httpx.post(server.url + "/api/models/download", json={"model_key": "hf.co/acme/shared-GGUF"})
             assert started.status_code == 202, started.text

@@ -20,9 +20,7 @@ def _listening(port: int) -> bool:
 
 def test_python_main_serves_on_jarvis_port_which_overrides_api_port(tmp_path, models_dir):
     port, ignored = free_port(), free_port()
-    env = server_env(
-        tmp_path / "data", models_dir, API_HOST="127.0.0.1", JARVIS_PORT=str(port), API_PORT=str(ignored)
-    )
+    env = server_env(tmp_path / "data", models_dir, API_HOST="127.0.0.1", JARVIS_PORT=str(port), API_PORT=str(ignored))
     with running([sys.executable, "main.py"], port=port, env=env, cwd=REPO, log=tmp_path / "log") as server:
         health = httpx.get(server.url + "/api/health", timeout=30).json()
         assert health["status"] == "ok"
@@ -36,21 +34,23 @@ def test_uvicorn_main_app_serves_root_and_docs(tmp_path, models_dir):
     port = free_port()
     env = server_env(tmp_path / "data", models_dir)
     command = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(port)]
-    with running(command, port=port, env=env, cwd=REPO, log=tmp_path / "log") as server, \
-            httpx.Client(base_url=server.url, timeout=30) as http:
-            root = http.get("/").json()
-            assert root["name"] == "JARVIS Core"
-            assert root["links"]["docs"] == "/docs"
+    with (
+        running(command, port=port, env=env, cwd=REPO, log=tmp_path / "log") as server,
+        httpx.Client(base_url=server.url, timeout=30) as http,
+    ):
+        root = http.get("/").json()
+        assert root["name"] == "JARVIS Core"
+        assert root["links"]["docs"] == "/docs"
 
-            docs = http.get("/docs")
-            assert docs.status_code == 200 and "swagger-ui" in docs.text
-            redoc = http.get("/redoc")
-            assert redoc.status_code == 200 and "redoc" in redoc.text.lower()
+        docs = http.get("/docs")
+        assert docs.status_code == 200 and "swagger-ui" in docs.text
+        redoc = http.get("/redoc")
+        assert redoc.status_code == 200 and "redoc" in redoc.text.lower()
 
-            schema = http.get("/openapi.json").json()
-            assert schema["info"]["title"] == "JARVIS Core"
-            for path in ("/api/health", "/api/chat/sessions", "/api/chat/messages", "/api/v1/chat/"):
-                assert path in schema["paths"], path
+        schema = http.get("/openapi.json").json()
+        assert schema["info"]["title"] == "JARVIS Core"
+        for path in ("/api/health", "/api/chat/sessions", "/api/chat/messages", "/api/v1/chat/"):
+            assert path in schema["paths"], path
 
 
 def test_dotenv_in_the_working_directory_sets_api_port(tmp_path, models_dir):

@@ -91,9 +91,7 @@ class Settings(BaseSettings):
 
     hf_token: str | None = Field(None, validation_alias=AliasChoices("HUGGINGFACE_TOKEN", "HF_TOKEN"))
     hf_endpoint: str = Field("https://huggingface.co", validation_alias=AliasChoices("HF_ENDPOINT"))
-    ollama_registry: str = Field(
-        "https://registry.ollama.ai", validation_alias=AliasChoices("JARVIS_OLLAMA_REGISTRY")
-    )
+    ollama_registry: str = Field("https://registry.ollama.ai", validation_alias=AliasChoices("JARVIS_OLLAMA_REGISTRY"))
     ollama_host: str | None = Field(None, validation_alias=AliasChoices("OLLAMA_HOST"))
     openai_base_url: str | None = Field(None, validation_alias=AliasChoices("JARVIS_OPENAI_BASE_URL"))
     openai_api_key: str | None = Field(None, validation_alias=AliasChoices("JARVIS_OPENAI_API_KEY"))

@@ -102,8 +102,14 @@ def check_memory_settings(settings: Settings) -> None:
     path = ModelStore(settings.models_dir).model_path(settings.default_model)
     if path is None or not settings.load_on_start:
         return
-    plan_slots(read_metadata(path), path, n_ctx=settings.n_ctx, slots=settings.parallel,
-               memory_limit=memory_limit(settings), available=psutil.virtual_memory().available)
+    plan_slots(
+        read_metadata(path),
+        path,
+        n_ctx=settings.n_ctx,
+        slots=settings.parallel,
+        memory_limit=memory_limit(settings),
+        available=psutil.virtual_memory().available,
+    )
 
 
 async def _install_bundled(store: ModelStore, settings: Settings) -> None:
@@ -126,5 +132,6 @@ async def _install_bundled(store: ModelStore, settings: Settings) -> None:
         log.info(
             "default model: %s, instruction-tuned with a chat template that supports tools; %s is also bundled, "
             "a base model (faster, but not tuned to follow instructions). JARVIS_DEFAULT_MODEL picks another",
-            DEFAULT_BUNDLED, BUNDLED_NAME,
+            DEFAULT_BUNDLED,
+            BUNDLED_NAME,
         )

@@ -13,8 +13,6 @@ async def _counts(http) -> int:
     return (await http.get("/api/chat/sessions")).json()["total"]
 
 
-
-
 @pytest.mark.parametrize(
     "body, status, code",
     [

@@ -43,7 +43,9 @@ async def test_session_crud_and_listing_newest_first(server):
         page = (await http.get("/api/chat/sessions", params={"limit": 2})).json()
         assert [s["id"] for s in page["sessions"]] == [first["id"], second["id"]]
         assert page["sessions"][0]["title"] == "renamed" and page["sessions"][0]["message_count"] == 2
-        assert (await http.get("/api/chat/sessions", params={"limit": 1, "offset": 1})).json()["sessions"][0]["id"] == second["id"]
+        assert (await http.get("/api/chat/sessions", params={"limit": 1, "offset": 1})).json()["sessions"][0][
+            "id"
+        ] == second["id"]
 
 
 async def test_delete_session_removes_it_and_its_messages(server):

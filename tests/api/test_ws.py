@@ -94,7 +94,9 @@ async def test_closing_the_socket_mid_answer_stores_partial(server):
         stored = await wait_for_message_status(http, hello["session_id"], start["message_id"], {"disconnected"})
         assert stored["completion_tokens"] < 400
         # the engine is free again
-        assert (await http.post("/api/chat/messages", json={"message": "next", **GREEDY})).json()["status"] == "complete"
+        assert (await http.post("/api/chat/messages", json={"message": "next", **GREEDY})).json()[
+            "status"
+        ] == "complete"
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,9 @@ def tool(name: str, *keywords: str) -> Tool:
     return Tool(name, "", {"type": "object", "properties": {}}, lambda arguments, context: "", keywords)
 
 
-TOOLS = {t.name: t for t in (tool("calculator", "calculate"), tool("current_time", "time", "uhrzeit"), tool("get_weather"))}
+TOOLS = {
+    t.name: t for t in (tool("calculator", "calculate"), tool("current_time", "time", "uhrzeit"), tool("get_weather"))
+}
 
 
 @pytest.mark.parametrize(

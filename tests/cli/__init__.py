@@ -113,6 +113,4 @@ def running(command: list[str], *, port: int, env: dict[str, str], cwd: Path, lo
 def jarvis(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
     """Run the installed `jarvis` console script."""
     assert JARVIS.exists(), f"{JARVIS} is missing: install the project (`pip install -e .`)"
-    return subprocess.run(
-        [str(JARVIS), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S
-    )
+    return subprocess.run([str(JARVIS), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S)

@@ -62,7 +62,9 @@ def test_pull_through_a_running_server(tmp_path, models_dir, hub):
     hub.add_hf_repo(REPO_ID, {"tiny-Q4_K_M.gguf": gguf_bytes(payload=6 << 20)})
     port = free_port()
     env = cli_env(tmp_path, models_dir, hub, port)
-    with running([str(JARVIS), "serve", "--port", str(port)], port=port, env=env, cwd=REPO, log=tmp_path / "serve.log") as server:
+    with running(
+        [str(JARVIS), "serve", "--port", str(port)], port=port, env=env, cwd=REPO, log=tmp_path / "serve.log"
+    ) as server:
         pulled = jarvis("pull", f"hf.co/{REPO_ID}", env=env, cwd=tmp_path)
         assert pulled.returncode == 0, pulled.stdout + pulled.stderr
         names = [m["name"] for m in httpx.get(server.url + "/api/models").json()["models"]]
@@ -79,8 +81,14 @@ def test_ctrl_c_stops_and_pulling_again_resumes(tmp_path, models_dir, hub):
     hub.faults["tiny-Q4_K_M.gguf"] = Fault(throttle_bps=4 << 20, times=1)  # slow for the first run only
     env = cli_env(tmp_path, models_dir, hub, free_port())
     env["JARVIS_DOWNLOAD_CONNECTIONS"] = "1"
-    process = subprocess.Popen([str(JARVIS), "pull", f"hf.co/{REPO_ID}"], env=env, cwd=tmp_path,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [str(JARVIS), "pull", f"hf.co/{REPO_ID}"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while hub.bytes_sent("tiny-Q4_K_M.gguf") < 4 << 20:

@@ -27,8 +27,16 @@ SESSION_LINE = re.compile(r"stored as session (\S+)")
 
 def jarvis_run(*args: str, env: dict[str, str], cwd: Path, stdin: str = "") -> subprocess.CompletedProcess:
     """`jarvis run …` with `stdin` piped in (empty: a pipe that is closed at once)."""
-    return subprocess.run([str(JARVIS), "run", *args], input=stdin, cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False)
+    return subprocess.run(
+        [str(JARVIS), "run", *args],
+        input=stdin,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
+    )
 
 
 async def stored_sessions(data_dir: Path) -> list[tuple[str, list]]:
@@ -47,8 +55,9 @@ class Terminal:
 
     def __init__(self, args: list[str], *, env: dict[str, str], cwd: Path) -> None:
         master, slave = pty.openpty()
-        self.process = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env={**env, "TERM": "dumb"},
-                                        cwd=cwd, start_new_session=True)
+        self.process = subprocess.Popen(
+            args, stdin=slave, stdout=slave, stderr=slave, env={**env, "TERM": "dumb"}, cwd=cwd, start_new_session=True
+        )
         os.close(slave)
         self.master = master
         self.output = ""
@@ -81,7 +90,7 @@ class Terminal:
     def expect(self, pattern: str, timeout: float = 120) -> re.Match:
         """Wait for `pattern` (a regex) in what was written since the last send or interrupt."""
         deadline = time.monotonic() + timeout
-        while not (found := re.search(pattern, self.output[self.mark:])):
+        while not (found := re.search(pattern, self.output[self.mark :])):
             if time.monotonic() > deadline or not self._read(0.1):
                 raise AssertionError(f"no {pattern!r} in the output:\n{self.output[-3000:]}")
         self.mark += found.end()
@@ -203,7 +212,9 @@ def test_a_server_with_an_api_key_gets_it(tmp_path, models_dir):
         assert refused.returncode == 1 and "API key" in refused.stderr
         answered = jarvis_run(BUNDLED_NAME, "/calc 2*(3+4)", env={**cli, "JARVIS_API_KEY": "s3cret-key"}, cwd=tmp_path)
         assert answered.returncode == 0 and "14" in answered.stdout, answered.stderr
-        sessions = httpx.get(server.url + "/api/chat/sessions", headers={"Authorization": "Bearer s3cret-key"}, timeout=30)
+        sessions = httpx.get(
+            server.url + "/api/chat/sessions", headers={"Authorization": "Bearer s3cret-key"}, timeout=30
+        )
         assert sessions.json()["total"] == 1
     assert not (tmp_path / "cli-data" / "jarvis.db").exists()
 
@@ -252,10 +263,13 @@ async def test_ctrl_c_stops_the_answer_and_the_chat_goes_on_standalone(tmp_path,
         term.close()
     session_id = SESSION_LINE.search(term.output).group(1)
 
-    (stored_id, messages), = await stored_sessions(tmp_path / "data")
+    ((stored_id, messages),) = await stored_sessions(tmp_path / "data")
     assert stored_id == session_id
     assert [(m.role, m.status) for m in messages] == [
-        ("user", "complete"), ("assistant", "cancelled"), ("user", "complete"), ("assistant", "complete"),
+        ("user", "complete"),
+        ("assistant", "cancelled"),
+        ("user", "complete"),
+        ("assistant", "complete"),
     ]
     cut = messages[1]
     assert cut.content and cut.completion_tokens < 2048
@@ -292,6 +306,8 @@ def test_multi_line_input_and_ctrl_c_twice_through_a_running_server(served, tmp_
     session_id = SESSION_LINE.search(term.output).group(1)
     messages = session_messages(served, session_id)
     assert [m["content"] for m in messages if m["role"] == "user"] == [
-        "Tell me\nabout the sea.", "First line\nsecond line", "/calc 2*(3+4)",
+        "Tell me\nabout the sea.",
+        "First line\nsecond line",
+        "/calc 2*(3+4)",
     ]
     assert [m["status"] for m in messages] == ["complete"] * 6

@@ -44,7 +44,9 @@ def ndjson(body: bytes) -> list[dict]:
 
 
 def test_generate_not_streamed(server):
-    status, body = curl(server, """curl http://localhost:11434/api/generate -d '{
+    status, body = curl(
+        server,
+        """curl http://localhost:11434/api/generate -d '{
   "model": "gemma3:270m",
   "prompt": "Why is the sky blue?",
   "stream": false,
@@ -52,7 +54,8 @@ def test_generate_not_streamed(server):
     "temperature": 0,
     "num_predict": 8
   }
-}'""")
+}'""",
+    )
     assert status == 200, body
     answer = json.loads(body)
     assert answer["model"] == "gemma3:270m" and answer["done"] is True
@@ -61,14 +64,17 @@ def test_generate_not_streamed(server):
 
 
 def test_generate_streamed(server):
-    status, body = curl(server, """curl http://localhost:11434/api/generate -d '{
+    status, body = curl(
+        server,
+        """curl http://localhost:11434/api/generate -d '{
   "model": "gemma3:270m",
   "prompt": "Why is the sky blue?",
   "options": {
     "temperature": 0,
     "num_predict": 8
   }
-}'""")
+}'""",
+    )
     assert status == 200, body
     lines = ndjson(body)
     assert len(lines) >= 2 and all(line["model"] == "gemma3:270m" for line in lines)
@@ -77,16 +83,26 @@ def test_generate_streamed(server):
 
 
 def test_generate_with_only_a_model_loads_it(server):
-    status, body = curl(server, """curl http://localhost:11434/api/generate -d '{
+    status, body = curl(
+        server,
+        """curl http://localhost:11434/api/generate -d '{
   "model": "gemma3:270m"
-}'""")
+}'""",
+    )
     assert status == 200, body
     assert json.loads(body) | {"created_at": None} == {
-        "model": "gemma3:270m", "created_at": None, "response": "", "done": True, "done_reason": "load"}
+        "model": "gemma3:270m",
+        "created_at": None,
+        "response": "",
+        "done": True,
+        "done_reason": "load",
+    }
 
 
 def test_chat_not_streamed(server):
-    status, body = curl(server, """curl http://localhost:11434/api/chat -d '{
+    status, body = curl(
+        server,
+        """curl http://localhost:11434/api/chat -d '{
   "model": "gemma3:270m",
   "messages": [
     {
@@ -99,7 +115,8 @@ def test_chat_not_streamed(server):
     "temperature": 0,
     "num_predict": 8
   }
-}'""")
+}'""",
+    )
     assert status == 200, body
     answer = json.loads(body)
     assert answer["done"] is True and answer["message"]["role"] == "assistant"
@@ -107,7 +124,9 @@ def test_chat_not_streamed(server):
 
 
 def test_chat_with_history_streamed(server):
-    status, body = curl(server, """curl http://localhost:11434/api/chat -d '{
+    status, body = curl(
+        server,
+        """curl http://localhost:11434/api/chat -d '{
   "model": "gemma3:270m",
   "messages": [
     {
@@ -127,7 +146,8 @@ def test_chat_with_history_streamed(server):
     "temperature": 0,
     "num_predict": 8
   }
-}'""")
+}'""",
+    )
     assert status == 200, body
     lines = ndjson(body)
     assert all(line["message"]["role"] == "assistant" for line in lines[:-1])
@@ -139,36 +159,48 @@ def test_tags_and_show(server):
     assert status == 200, body
     assert "gemma3:270m" in [m["name"] for m in json.loads(body)["models"]]
 
-    status, body = curl(server, """curl http://localhost:11434/api/show -d '{
+    status, body = curl(
+        server,
+        """curl http://localhost:11434/api/show -d '{
   "model": "gemma3:270m"
-}'""")
+}'""",
+    )
     assert status == 200, body
     shown = json.loads(body)
     assert shown["details"]["format"] == "gguf" and "model_info" in shown and "template" in shown
 
 
 def test_embed_and_the_older_embeddings(server):
-    status, body = curl(server, """curl http://localhost:11434/api/embed -d '{
+    status, body = curl(
+        server,
+        """curl http://localhost:11434/api/embed -d '{
   "model": "gemma3:270m",
   "input": ["Why is the sky blue?", "Why is the grass green?"]
-}'""")
+}'""",
+    )
     assert status == 200, body
     vectors = json.loads(body)["embeddings"]
     assert len(vectors) == 2 and all(len(vector) == 640 for vector in vectors)
 
-    status, body = curl(server, """curl http://localhost:11434/api/embeddings -d '{
+    status, body = curl(
+        server,
+        """curl http://localhost:11434/api/embeddings -d '{
   "model": "gemma3:270m",
   "prompt": "Here is an article about llamas..."
-}'""")
+}'""",
+    )
     assert status == 200, body
     assert len(json.loads(body)["embedding"]) == 640
 
 
 def test_pull_then_delete(hub, dl_server):  # noqa: F811 (the fixture imported above)
     hub.add_hf_repo("acme/tiny-GGUF", {"tiny-Q4_K_M.gguf": gguf_bytes(payload=1 << 20)})
-    status, body = curl(dl_server, """curl http://localhost:11434/api/pull -d '{
+    status, body = curl(
+        dl_server,
+        """curl http://localhost:11434/api/pull -d '{
   "model": "hf.co/acme/tiny-GGUF"
-}'""")
+}'""",
+    )
     assert status == 200, body
     statuses = [line["status"] for line in ndjson(body)]
     assert statuses[0] == "pulling manifest" and statuses[-1] == "success"
@@ -186,7 +218,9 @@ def test_pull_then_delete(hub, dl_server):  # noqa: F811 (the fixture imported a
 
 def test_openai_chat_without_a_content_type(server):
     # Ollama's docs/openai.md example without its `-H "Content-Type: application/json"` line
-    status, body = curl(server, """curl http://localhost:11434/v1/chat/completions \\
+    status, body = curl(
+        server,
+        """curl http://localhost:11434/v1/chat/completions \\
     -d '{
         "model": "gemma3:270m",
         "messages": [
@@ -201,7 +235,8 @@ def test_openai_chat_without_a_content_type(server):
         ],
         "temperature": 0,
         "max_tokens": 8
-    }'""")
+    }'""",
+    )
     assert status == 200, body
     completion = json.loads(body)
     assert completion["object"] == "chat.completion" and completion["model"] == "gemma3:270m"
@@ -210,28 +245,37 @@ def test_openai_chat_without_a_content_type(server):
 
 
 def test_openai_completions_and_embeddings_without_a_content_type(server):
-    status, body = curl(server, """curl http://localhost:11434/v1/completions -d '{
+    status, body = curl(
+        server,
+        """curl http://localhost:11434/v1/completions -d '{
   "model": "gemma3:270m", "prompt": "The sky is", "temperature": 0, "max_tokens": 8
-}'""")
+}'""",
+    )
     assert status == 200, body
     assert json.loads(body)["object"] == "text_completion"
 
-    status, body = curl(server, """curl http://localhost:11434/v1/embeddings -d '{
+    status, body = curl(
+        server,
+        """curl http://localhost:11434/v1/embeddings -d '{
   "model": "gemma3:270m", "input": "Why is the sky blue?"
-}'""")
+}'""",
+    )
     assert status == 200, body
     assert len(json.loads(body)["data"][0]["embedding"]) == 640
 
 
 # --- bodies that are not JSON ----------------------------------------------------------------
 
-NOT_JSON = ["-d 'hello'", "-d '{broken'", "--data-binary $'{\"model\": \"\\xff\"}'"]
+NOT_JSON = ["-d 'hello'", "-d '{broken'", '--data-binary $\'{"model": "\\xff"}\'']
 OLLAMA_POSTS = ["/api/generate", "/api/chat", "/api/show", "/api/pull", "/api/embed", "/api/embeddings"]
 
 
 @pytest.mark.parametrize("data", NOT_JSON)
-@pytest.mark.parametrize("route", [f"curl http://localhost:11434{path}" for path in OLLAMA_POSTS]
-                         + ["curl -X DELETE http://localhost:11434/api/delete"])
+@pytest.mark.parametrize(
+    "route",
+    [f"curl http://localhost:11434{path}" for path in OLLAMA_POSTS]
+    + ["curl -X DELETE http://localhost:11434/api/delete"],
+)
 def test_ollama_routes_answer_a_body_that_is_not_json_with_400_in_ollamas_shape(server, route, data):
     status, body = curl(server, f"{route} {data}")
     assert status == 400, body

@@ -76,7 +76,9 @@ def test_chat_streamed_equals_not_streamed_at_temperature_0(client):
     assert final.message.content == ""
     assert_final_statistics(final, limit=GREEDY["num_predict"])
     assert (final.done_reason, final.eval_count, final.prompt_eval_count) == (
-        whole.done_reason, whole.eval_count, whole.prompt_eval_count
+        whole.done_reason,
+        whole.eval_count,
+        whole.prompt_eval_count,
     )
 
 
@@ -97,7 +99,9 @@ def test_stop_option_ends_the_answer_before_the_stop_text(client):
 
 def test_seed_makes_sampling_repeatable(client):
     def sample(seed: int) -> str:
-        return client.chat(model=MODEL, messages=MESSAGES, options={"temperature": 1.0, "seed": seed, "num_predict": 16}).message.content
+        return client.chat(
+            model=MODEL, messages=MESSAGES, options={"temperature": 1.0, "seed": seed, "num_predict": 16}
+        ).message.content
 
     assert sample(99) == sample(99)
 
@@ -116,9 +120,16 @@ def test_generate_streamed_and_not(client):
 
 
 def test_generate_with_a_system_prompt_and_raw(client):
-    answer = client.generate(model=MODEL, prompt="Name a color.", system="Answer with one word.", options={"temperature": 0, "num_predict": 6})
+    answer = client.generate(
+        model=MODEL,
+        prompt="Name a color.",
+        system="Answer with one word.",
+        options={"temperature": 0, "num_predict": 6},
+    )
     assert answer.response and answer.done
-    raw = client.generate(model=MODEL, prompt="The capital of France is", raw=True, options={"temperature": 0, "num_predict": 6})
+    raw = client.generate(
+        model=MODEL, prompt="The capital of France is", raw=True, options={"temperature": 0, "num_predict": 6}
+    )
     assert raw.response and raw.done and raw.eval_count > 0
 
 
@@ -189,7 +200,13 @@ def test_pull_with_progress_then_list_show_and_delete(hub, hub_server):
     updates = list(client.pull("hf.co/acme/tiny-GGUF", stream=True))
     statuses = [u.status for u in updates]
     collapsed = [s for i, s in enumerate(statuses) if i == 0 or s != statuses[i - 1]]
-    assert collapsed == ["pulling manifest", f"pulling {digest[:12]}", "verifying sha256 digest", "writing manifest", "success"]
+    assert collapsed == [
+        "pulling manifest",
+        f"pulling {digest[:12]}",
+        "verifying sha256 digest",
+        "writing manifest",
+        "success",
+    ]
     layer = [u for u in updates if u.status.startswith("pulling ") and u.status != "pulling manifest"]
     assert all(u.digest == f"sha256:{digest}" and u.total == len(data) for u in layer)
     completed = [u.completed for u in layer]
@@ -232,15 +249,23 @@ def test_session_header_stores_the_exchange_and_no_header_stores_nothing(client,
 
     session_id = new_session_id()
     with_session = ollama.Client(host=server.url, timeout=120, headers={"X-Jarvis-Session": session_id})
-    answer = with_session.chat(model=MODEL, messages=MESSAGES, options={"temperature": 0, "num_predict": 4}).message.content
+    answer = with_session.chat(
+        model=MODEL, messages=MESSAGES, options={"temperature": 0, "num_predict": 4}
+    ).message.content
     followup = [*MESSAGES, {"role": "assistant", "content": answer}, {"role": "user", "content": "Shorter, please."}]
     streamed = "".join(
-        p.message.content for p in with_session.chat(model=MODEL, messages=followup, options={"temperature": 0, "num_predict": 4}, stream=True)
+        p.message.content
+        for p in with_session.chat(
+            model=MODEL, messages=followup, options={"temperature": 0, "num_predict": 4}, stream=True
+        )
     )
     assert session_count(server) == before + 1
     messages = stored(server, session_id).json()["messages"]
     assert [(m["role"], m["content"]) for m in messages] == [
-        ("user", PROMPT), ("assistant", answer), ("user", "Shorter, please."), ("assistant", streamed),
+        ("user", PROMPT),
+        ("assistant", answer),
+        ("user", "Shorter, please."),
+        ("assistant", streamed),
     ]
     assert all(m["status"] == "complete" for m in messages)
 
@@ -363,7 +388,11 @@ def test_tool_calls_pass_through_to_the_client_and_back(toolbot, stream):
     assert [t["function"]["name"] for t in engine.requests[-1]["tools"]] == ["calculator"]
 
     messages += [
-        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "calculator", "arguments": {"expression": "6*7"}}}]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"function": {"name": "calculator", "arguments": {"expression": "6*7"}}}],
+        },
         {"role": "tool", "content": "42"},
     ]
     answer = client.chat(model="ollama/toolbot", messages=messages, tools=[CALCULATOR])

@@ -75,9 +75,11 @@ def test_max_tokens_cuts_the_answer_with_finish_reason_length(client):
 
 def test_streamed_text_equals_the_non_streamed_text_at_temperature_0(client):
     whole = client.chat.completions.create(model=MODEL, messages=PROMPT, **GREEDY)
-    chunks = list(client.chat.completions.create(
-        model=MODEL, messages=PROMPT, stream=True, stream_options={"include_usage": True}, **GREEDY
-    ))
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL, messages=PROMPT, stream=True, stream_options={"include_usage": True}, **GREEDY
+        )
+    )
     assert all(c.object == "chat.completion.chunk" and c.id == chunks[0].id for c in chunks)
     assert chunks[0].choices[0].delta.role == "assistant"
     content = [c for c in chunks if c.choices and c.choices[0].delta.content]
@@ -92,7 +94,9 @@ def test_streamed_text_equals_the_non_streamed_text_at_temperature_0(client):
 
 
 def test_stream_without_include_usage_has_no_usage_chunk(client):
-    chunks = list(client.chat.completions.create(model=MODEL, messages=PROMPT, stream=True, temperature=0, max_tokens=4))
+    chunks = list(
+        client.chat.completions.create(model=MODEL, messages=PROMPT, stream=True, temperature=0, max_tokens=4)
+    )
     assert all(c.choices for c in chunks) and all(c.usage is None for c in chunks)
     assert chunks[-1].choices[0].finish_reason == "length"
 
@@ -194,22 +198,36 @@ def test_session_header_stores_the_exchange_and_no_header_stores_nothing(client,
     assert session_count(server) == before
 
     session_id = new_session_id()
-    answer = client.chat.completions.create(
-        model=MODEL, messages=PROMPT, temperature=0, max_tokens=4, extra_headers={"X-Jarvis-Session": session_id}
-    ).choices[0].message.content
+    answer = (
+        client.chat.completions.create(
+            model=MODEL, messages=PROMPT, temperature=0, max_tokens=4, extra_headers={"X-Jarvis-Session": session_id}
+        )
+        .choices[0]
+        .message.content
+    )
     streamed = "".join(
         c.choices[0].delta.content or ""
         for c in client.chat.completions.create(
             model=MODEL,
-            messages=[*PROMPT, {"role": "assistant", "content": answer}, {"role": "user", "content": "Shorter, please."}],
-            temperature=0, max_tokens=4, stream=True, extra_headers={"X-Jarvis-Session": session_id},
+            messages=[
+                *PROMPT,
+                {"role": "assistant", "content": answer},
+                {"role": "user", "content": "Shorter, please."},
+            ],
+            temperature=0,
+            max_tokens=4,
+            stream=True,
+            extra_headers={"X-Jarvis-Session": session_id},
         )
         if c.choices
     )
     assert session_count(server) == before + 1
     messages = stored(server, session_id).json()["messages"]
     assert [(m["role"], m["content"]) for m in messages] == [
-        ("user", PROMPT[0]["content"]), ("assistant", answer), ("user", "Shorter, please."), ("assistant", streamed),
+        ("user", PROMPT[0]["content"]),
+        ("assistant", answer),
+        ("user", "Shorter, please."),
+        ("assistant", streamed),
     ]
     assert all(m["status"] == "complete" for m in messages)
 
@@ -219,8 +237,20 @@ def test_session_header_stores_the_exchange_and_no_header_stores_nothing(client,
 
 BAD = [
     ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages"),
-    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]}, "image_url"),
-    ({"messages": [], }, "messages"),
+    (
+        {
+            "messages": [
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}
+            ]
+        },
+        "image_url",
+    ),
+    (
+        {
+            "messages": [],
+        },
+        "messages",
+    ),
     ({"messages": [{"role": "assistant", "content": "hi"}]}, "last message"),
     ({"messages": PROMPT, "n": 2}, "n"),
     ({"messages": PROMPT, "max_tokens": -1}, "max_tokens"),
@@ -230,12 +260,16 @@ BAD = [
 
 
 @pytest.mark.parametrize("stream", [False, True])
-@pytest.mark.parametrize("values, mentions", BAD, ids=["role", "image", "empty", "last-role", "n2", "negative-max", "temp3", "top_p0"])
+@pytest.mark.parametrize(
+    "values, mentions", BAD, ids=["role", "image", "empty", "last-role", "n2", "negative-max", "temp3", "top_p0"]
+)
 def test_bad_chat_requests_are_400_invalid_request_error_and_store_nothing(client, server, values, mentions, stream):
     session_id = new_session_id()
     before = session_count(server)
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model=MODEL, stream=stream, extra_headers={"X-Jarvis-Session": session_id}, **values)
+        client.chat.completions.create(
+            model=MODEL, stream=stream, extra_headers={"X-Jarvis-Session": session_id}, **values
+        )
     error = caught.value
     assert error.status_code == 400
     assert error.body["type"] == "invalid_request_error" and mentions in error.body["message"]
@@ -280,8 +314,12 @@ def test_bad_completion_and_embedding_requests(client):
 def test_tools_on_the_llama_cpp_model_are_refused(client, server):
     session_id = new_session_id()
     with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "compute 6*7"}],
-                                       tools=[CALCULATOR], extra_headers={"X-Jarvis-Session": session_id})
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "compute 6*7"}],
+            tools=[CALCULATOR],
+            extra_headers={"X-Jarvis-Session": session_id},
+        )
     assert "tools" in caught.value.body["message"]
     assert stored(server, session_id).status_code == 404
 
@@ -338,7 +376,11 @@ def test_tool_calls_pass_through_to_the_client_and_back(toolbot, stream):
     with openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0, timeout=60) as client:
         messages = [{"role": "user", "content": "compute 6*7"}]
         if stream:
-            chunks = list(client.chat.completions.create(model="ollama/toolbot", messages=messages, tools=[CALCULATOR], stream=True))
+            chunks = list(
+                client.chat.completions.create(
+                    model="ollama/toolbot", messages=messages, tools=[CALCULATOR], stream=True
+                )
+            )
             calls = [call for c in chunks if c.choices for call in (c.choices[0].delta.tool_calls or [])]
             finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
             (call,) = calls
@@ -354,9 +396,17 @@ def test_tool_calls_pass_through_to_the_client_and_back(toolbot, stream):
         assert [t["function"]["name"] for t in engine.requests[-1]["tools"]] == ["calculator"]
 
         messages += [
-            {"role": "assistant", "content": None, "tool_calls": [
-                {"id": call.id, "type": "function", "function": {"name": "calculator", "arguments": call.function.arguments}}
-            ]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": "calculator", "arguments": call.function.arguments},
+                    }
+                ],
+            },
             {"role": "tool", "tool_call_id": call.id, "content": "42"},
         ]
         answer = client.chat.completions.create(model="ollama/toolbot", messages=messages, tools=[CALCULATOR])

@@ -27,7 +27,10 @@ GREEDY = {"temperature": 0, "max_tokens": 96}
 def qwen_server(tmp_path_factory, models_dir):
     """A server on the bundled default (the instruct model), SQLite."""
     settings = Settings.build(
-        env_file=None, log_level="WARNING", data_dir=tmp_path_factory.mktemp("qwen-server"), models_path=models_dir,
+        env_file=None,
+        log_level="WARNING",
+        data_dir=tmp_path_factory.mktemp("qwen-server"),
+        models_path=models_dir,
         default_model=QWEN,
     )
     live = LiveServer(settings).start()
@@ -45,7 +48,10 @@ async def test_the_engine_turns_the_models_tool_call_into_a_call(models_dir):
     engine = LlamaCppEngine(ModelStore(models_dir), n_ctx=4096)
     try:
         messages = [{"role": "user", "content": QUESTION}]
-        chunks = [c async for c in engine.stream(QWEN, messages, GenerationOptions(temperature=0, max_tokens=96), [CALCULATOR])]
+        chunks = [
+            c
+            async for c in engine.stream(QWEN, messages, GenerationOptions(temperature=0, max_tokens=96), [CALCULATOR])
+        ]
         assert await engine.tools_supported(QWEN)
     finally:
         await engine.close()
@@ -74,7 +80,9 @@ def test_openai_chat_completions_return_tool_calls(http):
     assert json.loads(call["function"]["arguments"]) == {"expression": "1234 * 5678"}
 
     with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as response:
-        events = [json.loads(line[5:]) for line in response.iter_lines() if line.startswith("data:") and "[DONE]" not in line]
+        events = [
+            json.loads(line[5:]) for line in response.iter_lines() if line.startswith("data:") and "[DONE]" not in line
+        ]
     deltas = [e["choices"][0]["delta"] for e in events if e["choices"]]
     streamed = [c for d in deltas for c in d.get("tool_calls") or []]
     assert [c["function"]["name"] for c in streamed] == ["calculator"]
@@ -82,19 +90,31 @@ def test_openai_chat_completions_return_tool_calls(http):
     assert events[-1]["choices"][0]["finish_reason"] == "tool_calls"
 
     # the client runs the tool and sends the result back: the model answers with it
-    answer = http.post("/v1/chat/completions", json={**body, "messages": [
-        {"role": "user", "content": QUESTION},
-        {"role": "assistant", "content": None, "tool_calls": [call]},
-        {"role": "tool", "tool_call_id": call["id"], "content": "7006652"},
-    ]})
+    answer = http.post(
+        "/v1/chat/completions",
+        json={
+            **body,
+            "messages": [
+                {"role": "user", "content": QUESTION},
+                {"role": "assistant", "content": None, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": call["id"], "content": "7006652"},
+            ],
+        },
+    )
     assert answer.status_code == 200, answer.text
 
 
 def test_ollama_chat_returns_tool_calls(http):
-    body = {"model": QWEN, "messages": [{"role": "user", "content": QUESTION}], "tools": [CALCULATOR],
-            "options": {"temperature": 0, "num_predict": 96}}
+    body = {
+        "model": QWEN,
+        "messages": [{"role": "user", "content": QUESTION}],
+        "tools": [CALCULATOR],
+        "options": {"temperature": 0, "num_predict": 96},
+    }
     done = http.post("/api/chat", json={**body, "stream": False}).json()
-    assert done["message"]["tool_calls"] == [{"function": {"name": "calculator", "arguments": {"expression": "1234 * 5678"}}}]
+    assert done["message"]["tool_calls"] == [
+        {"function": {"name": "calculator", "arguments": {"expression": "1234 * 5678"}}}
+    ]
 
     with http.stream("POST", "/api/chat", json=body) as response:
         lines = [json.loads(line) for line in response.iter_lines() if line]
@@ -106,8 +126,12 @@ def test_ollama_chat_returns_tool_calls(http):
 def test_a_tool_that_was_not_offered_is_never_called(http):
     """Offered only a calculator, the model (greedy) answers a weather question with a call of
     a `weather` tool: that call is refused, never handed out as a tool call."""
-    body = {"model": QWEN, "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
-            "tools": [CALCULATOR], **GREEDY}
+    body = {
+        "model": QWEN,
+        "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+        "tools": [CALCULATOR],
+        **GREEDY,
+    }
     choice = http.post("/v1/chat/completions", json=body).json()["choices"][0]
     assert choice["finish_reason"] == "stop"
     assert not choice["message"].get("tool_calls")
@@ -126,7 +150,10 @@ def test_the_instruct_default_answers_the_seeds_greeting_in_german_and_stops(htt
 
 def test_models_are_labelled_base_or_instruct(http):
     models = {m["id"]: m for m in http.get("/api/models").json()["models"]}
-    assert models[BUNDLED_NAME]["kind"] == "base" and models[BUNDLED_NAME]["capabilities"] == ["completion", "embedding"]
+    assert models[BUNDLED_NAME]["kind"] == "base" and models[BUNDLED_NAME]["capabilities"] == [
+        "completion",
+        "embedding",
+    ]
     assert models[QWEN]["kind"] == "instruct"
     assert {"chat", "tools"} <= set(models[QWEN]["capabilities"])
     tags = {m["name"]: m for m in http.get("/api/tags").json()["models"]}
@@ -143,8 +170,10 @@ def test_tools_are_refused_for_a_base_model(http):
 
 
 def test_a_base_model_answer_ends_at_the_next_turn(http):
-    reply = http.post("/api/chat/messages", json={"message": "What is the capital of France?", "model": BUNDLED_NAME,
-                                                   "temperature": 0, "max_tokens": 200}).json()
+    reply = http.post(
+        "/api/chat/messages",
+        json={"message": "What is the capital of France?", "model": BUNDLED_NAME, "temperature": 0, "max_tokens": 200},
+    ).json()
     assert reply["finish_reason"] == "stop"
     assert reply["content"] and "User:" not in reply["content"] and reply["completion_tokens"] < 200
 
@@ -158,8 +187,10 @@ async def test_the_next_turn_evaluates_only_what_is_new(models_dir):
         for model in (QWEN, BUNDLED_NAME):
             messages = [{"role": "user", "content": "Name a colour."}]
             first = [c async for c in engine.stream(model, messages, options)]
-            messages += [{"role": "assistant", "content": "".join(c.text for c in first)},
-                         {"role": "user", "content": "And another one?"}]
+            messages += [
+                {"role": "assistant", "content": "".join(c.text for c in first)},
+                {"role": "user", "content": "And another one?"},
+            ]
             second = [c async for c in engine.stream(model, messages, options)]
             assert second[-1].usage.cached_tokens >= first[-1].usage.prompt_tokens
             assert second[-1].usage.cached_tokens < second[-1].usage.prompt_tokens

@@ -41,7 +41,9 @@ def raw_answer(raw_llm) -> str:
 
 
 def _raw_completion(llm) -> dict:
-    return llm.create_completion(transcript(PROMPT), temperature=0, repeat_penalty=1.1, max_tokens=48, stop=TRANSCRIPT_STOPS)
+    return llm.create_completion(
+        transcript(PROMPT), temperature=0, repeat_penalty=1.1, max_tokens=48, stop=TRANSCRIPT_STOPS
+    )
 
 
 @pytest.fixture
@@ -198,14 +200,27 @@ async def test_system_prompt_reaches_a_model_without_template(engine):
 
 @pytest.mark.parametrize(
     "text",
-    ["hi", "a b c d e f g", "Grüße aus München, äöü ß!", "数学是科学的语言。", "🙂🚀🎉" * 20, "\n\n\t  \n" * 30,
-     "def f(x):\n    return {'k': [x, x**2]}\n" * 10, "<start_of_turn>user\n<end_of_turn>" * 5, "x" * 3000],
+    [
+        "hi",
+        "a b c d e f g",
+        "Grüße aus München, äöü ß!",
+        "数学是科学的语言。",
+        "🙂🚀🎉" * 20,
+        "\n\n\t  \n" * 30,
+        "def f(x):\n    return {'k': [x, x**2]}\n" * 10,
+        "<start_of_turn>user\n<end_of_turn>" * 5,
+        "x" * 3000,
+    ],
 )
 async def test_the_byte_bound_that_skips_counting_holds_for_the_real_tokenizer(engine, text):
     """chat/prompt.py skips tokenizing a prompt that fits by bytes plus template allowance: the
     real count must never exceed that bound, whatever the text."""
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": text},
-                {"role": "assistant", "content": text[:50]}, {"role": "user", "content": text}]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": text},
+        {"role": "assistant", "content": text[:50]},
+        {"role": "user", "content": text},
+    ]
     bound = TEMPLATE_TOKENS_PER_PROMPT + sum(len(m["content"].encode()) + TEMPLATE_TOKENS_PER_MESSAGE for m in messages)
     assert await engine.count_prompt_tokens("gemma3:270m", messages) <= bound
 

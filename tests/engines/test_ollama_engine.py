@@ -197,7 +197,10 @@ async def test_tool_calling_end_to_end_with_a_plugin_tool(make_settings):
         assert answer.json()["content"] == "The result is 42."
         first, second = ollama.requests[-2:]
         assert "calculator" in [t["function"]["name"] for t in first["tools"]]
-        assert second["messages"][-2]["tool_calls"][0]["function"] == {"name": "calculator", "arguments": {"expression": "6*7"}}
+        assert second["messages"][-2]["tool_calls"][0]["function"] == {
+            "name": "calculator",
+            "arguments": {"expression": "6*7"},
+        }
         assert second["messages"][-1] == {"role": "tool", "content": "42"}
     finally:
         server.stop()

@@ -37,9 +37,7 @@ async def engine(peer):
 
 @pytest.fixture
 def jarvis(peer, make_settings):
-    live = LiveServer(
-        make_settings(openai_base_url=peer.base_url, openai_api_key=API_KEY, load_on_start=False)
-    ).start()
+    live = LiveServer(make_settings(openai_base_url=peer.base_url, openai_api_key=API_KEY, load_on_start=False)).start()
     yield live
     live.stop()
 

@@ -10,7 +10,12 @@ from jarvis.engines.llama_cpp.sampling import OLLAMA_DEFAULTS, model_defaults, r
 def test_ollamas_defaults_when_nobody_says_otherwise():
     sampling = resolve(GenerationOptions())
     assert (sampling.temperature, sampling.top_k, sampling.top_p, sampling.repeat_penalty, sampling.repeat_last_n) == (
-        0.8, 40, 0.9, 1.1, 64)
+        0.8,
+        40,
+        0.9,
+        1.1,
+        64,
+    )
     assert sampling == OLLAMA_DEFAULTS and not sampling.greedy
 
 
@@ -27,4 +32,9 @@ def test_the_models_own_settings_beat_the_defaults_and_the_request_beats_both():
 
 def test_request_penalties_and_seed_are_taken():
     sampling = resolve(GenerationOptions(seed=7, repeat_penalty=1.0, repeat_last_n=-1, presence_penalty=0.5))
-    assert (sampling.seed, sampling.repeat_penalty, sampling.repeat_last_n, sampling.presence_penalty) == (7, 1.0, -1, 0.5)
+    assert (sampling.seed, sampling.repeat_penalty, sampling.repeat_last_n, sampling.presence_penalty) == (
+        7,
+        1.0,
+        -1,
+        0.5,
+    )

@@ -121,11 +121,15 @@ async def test_answers_run_together_and_a_cancel_frees_its_slot(models_dir):
 async def test_four_chats_at_once_are_batched_and_answered(models_dir):
     engine = await _engine(models_dir, DEFAULT_BUNDLED, parallel=4)
     try:
-        questions = ["What is the capital of France?", "What is the capital of Italy?",
-                     "What is the capital of Spain?", "What is the capital of Japan?"]
-        answers = await asyncio.gather(*[
-            _answer(engine, DEFAULT_BUNDLED, [{"role": "user", "content": q}]) for q in questions
-        ])
+        questions = [
+            "What is the capital of France?",
+            "What is the capital of Italy?",
+            "What is the capital of Spain?",
+            "What is the capital of Japan?",
+        ]
+        answers = await asyncio.gather(
+            *[_answer(engine, DEFAULT_BUNDLED, [{"role": "user", "content": q}]) for q in questions]
+        )
         for (text, final), city in zip(answers, ["Paris", "Rome", "Madrid", "Tokyo"], strict=False):
             assert city in text and final.finish_reason == "stop"
         assert engine.loaded.batcher.peak_busy == 4  # all four were in the same decode steps
@@ -164,11 +168,22 @@ async def test_slot_memory_that_cannot_fit_is_refused(models_dir, tmp_path):
         await engine.load(BUNDLED_NAME)
     assert engine.loaded is None
 
-    env = {**os.environ, "JARVIS_DATA_DIR": str(tmp_path), "JARVIS_MODELS_DIR": str(models_dir),
-           "JARVIS_DEFAULT_MODEL": BUNDLED_NAME, "JARVIS_PARALLEL": "64", "JARVIS_N_CTX": "32768",
-           "JARVIS_MEMORY_LIMIT_MB": "2048"}
-    done = subprocess.run([sys.executable, "-m", "jarvis.cli.main", "serve", "--port", "1"], env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "JARVIS_DATA_DIR": str(tmp_path),
+        "JARVIS_MODELS_DIR": str(models_dir),
+        "JARVIS_DEFAULT_MODEL": BUNDLED_NAME,
+        "JARVIS_PARALLEL": "64",
+        "JARVIS_N_CTX": "32768",
+        "JARVIS_MEMORY_LIMIT_MB": "2048",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "jarvis.cli.main", "serve", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     said = " ".join((done.stdout + done.stderr).split())  # rich wraps lines to the terminal
     assert done.returncode == 2
     assert "64 slots of 32768 tokens need about" in said and "lower JARVIS_PARALLEL or JARVIS_N_CTX" in said
@@ -185,13 +200,13 @@ async def test_health_ps_and_streams_show_slots_and_queue(make_settings):
             assert ps["slots"]["total"] == 1
 
             async with ws_session(server) as (first, _), ws_session(server) as (second, _):
-                await first.send({"type": "chat", "stream": True, "message": LONG_ANSWER, "max_tokens": 60,
-                                  "temperature": 0})
+                await first.send(
+                    {"type": "chat", "stream": True, "message": LONG_ANSWER, "max_tokens": 60, "temperature": 0}
+                )
                 await first.until("stream_chunk")  # the only slot is busy now
                 health = (await http.get("/api/health")).json()
                 assert health["slots"]["busy"] == 1
-                await second.send({"type": "chat", "stream": True, "message": "Hi", "max_tokens": 4,
-                                   "temperature": 0})
+                await second.send({"type": "chat", "stream": True, "message": "Hi", "max_tokens": 4, "temperature": 0})
                 frames, queued = await second.until("queued")
                 assert queued["position"] == 1 and queued["session_id"]
                 assert (await http.get("/api/health")).json()["slots"]["queued"] == 1
@@ -201,18 +216,24 @@ async def test_health_ps_and_streams_show_slots_and_queue(make_settings):
 
             # the native SSE stream says the same with a `queued` event
             async with ws_session(server) as (first, _):
-                await first.send({"type": "chat", "stream": True, "message": LONG_ANSWER, "max_tokens": 60,
-                                  "temperature": 0})
+                await first.send(
+                    {"type": "chat", "stream": True, "message": LONG_ANSWER, "max_tokens": 60, "temperature": 0}
+                )
                 await first.until("stream_chunk")
-                events = await sse(http, "/api/chat/messages", {"message": "Hi", "stream": True, "max_tokens": 4,
-                                                                "temperature": 0})
+                events = await sse(
+                    http, "/api/chat/messages", {"message": "Hi", "stream": True, "max_tokens": 4, "temperature": 0}
+                )
                 names = [name for name, _ in events]
                 assert names.index("queued") < names.index("end")
                 assert dict(events)["queued"] == {"position": 1}
 
             # OpenAI's usage says how much of the prompt came from the cache
-            body = {"model": BUNDLED_NAME, "messages": [{"role": "user", "content": "Name a planet."}],
-                    "temperature": 0, "max_tokens": 8}
+            body = {
+                "model": BUNDLED_NAME,
+                "messages": [{"role": "user", "content": "Name a planet."}],
+                "temperature": 0,
+                "max_tokens": 8,
+            }
             first = (await http.post("/v1/chat/completions", json=body)).json()["usage"]
             again = (await http.post("/v1/chat/completions", json=body)).json()["usage"]
             assert first["prompt_tokens_details"]["cached_tokens"] < first["prompt_tokens"]

@@ -43,8 +43,10 @@ def test_text_before_a_tagged_call_streams_and_the_call_is_held():
 
 
 def test_two_calls_in_one_answer():
-    text = ('<tool_call>{"name": "calculator", "arguments": {"expression": "1+1"}}</tool_call>\n'
-            '<tool_call>{"name": "current_time", "arguments": {}}</tool_call>')
+    text = (
+        '<tool_call>{"name": "calculator", "arguments": {"expression": "1+1"}}</tool_call>\n'
+        '<tool_call>{"name": "current_time", "arguments": {}}</tool_call>'
+    )
     _, _, calls = run([text])
     assert [c["name"] for c in calls] == ["calculator", "current_time"]
     assert calls[0]["id"] != calls[1]["id"]
@@ -72,17 +74,22 @@ def test_a_tool_that_was_not_offered_is_never_a_call():
 
 
 def test_offered_and_unoffered_in_one_answer_keeps_only_the_offered():
-    text = ('<tool_call>{"name": "shell", "arguments": {"cmd": "rm -rf /"}}</tool_call>'
-            '<tool_call>{"name": "calculator", "arguments": {"expression": "3*3"}}</tool_call>')
+    text = (
+        '<tool_call>{"name": "shell", "arguments": {"cmd": "rm -rf /"}}</tool_call>'
+        '<tool_call>{"name": "calculator", "arguments": {"expression": "3*3"}}</tool_call>'
+    )
     _, _, calls = run([text])
     assert [c["name"] for c in calls] == ["calculator"]
 
 
 @pytest.mark.parametrize(
     "text",
-    ['<tool_call>{"name": "calculator", "arguments": [1, 2]}</tool_call>',
-     '<tool_call>{"name": 5}</tool_call>', "<tool_call>not json at all</tool_call>",
-     '<tool_call>{"name": "calculator", "arguments": "{broken"}</tool_call>'],
+    [
+        '<tool_call>{"name": "calculator", "arguments": [1, 2]}</tool_call>',
+        '<tool_call>{"name": 5}</tool_call>',
+        "<tool_call>not json at all</tool_call>",
+        '<tool_call>{"name": "calculator", "arguments": "{broken"}</tool_call>',
+    ],
 )
 def test_malformed_calls_are_not_calls(text):
     _, rest, calls = run([text])

@@ -181,5 +181,8 @@ async def test_running_service_captures_the_root_logger_and_publishes_live_recor
     assert isinstance(event.data["id"], int) and event.data["level"] == "ERROR"
     page = await service.query(LogFilter(source=name), limit=10)
     assert [r["message"] for r in page["records"]] == [
-        "after the listener left", "at the level", "below the level", "before anyone listens"
+        "after the listener left",
+        "at the level",
+        "below the level",
+        "before anyone listens",
     ]

@@ -98,11 +98,19 @@ def test_configured_secrets_come_from_every_setting(make_settings, tmp_path):
     keys = tmp_path / "keys.txt"
     keys.write_text("# users\nalice: alice-key-123456\nbob:bob-key-654321\n")
     settings = make_settings(
-        api_key="k-one", hf_token="hf-two", openai_api_key="oa-three",
-        database_url="postgresql+asyncpg://u:db-pass-word@127.0.0.1:1/x", api_keys_file=keys,
+        api_key="k-one",
+        hf_token="hf-two",
+        openai_api_key="oa-three",
+        database_url="postgresql+asyncpg://u:db-pass-word@127.0.0.1:1/x",
+        api_keys_file=keys,
     )
     assert set(configured_secrets(settings)) == {
-        "k-one", "hf-two", "oa-three", "db-pass-word", "alice-key-123456", "bob-key-654321"
+        "k-one",
+        "hf-two",
+        "oa-three",
+        "db-pass-word",
+        "alice-key-123456",
+        "bob-key-654321",
     }
     keys.write_text('{"carol": "carol-key-0000"}')
     assert "carol-key-0000" in configured_secrets(settings)

@@ -43,7 +43,20 @@ async def test_add_list_search_delete(server):
         assert cat["id"] not in [r["id"] for r in found["results"]]
 
 
-@pytest.mark.parametrize("query", ['"unbalanced zebra', "zebra AND OR", "*", "NEAR(", "zebra NEAR(", "AND OR", "(", "zebra*)", "'; DROP TABLE memories; --"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        '"unbalanced zebra',
+        "zebra AND OR",
+        "*",
+        "NEAR(",
+        "zebra NEAR(",
+        "AND OR",
+        "(",
+        "zebra*)",
+        "'; DROP TABLE memories; --",
+    ],
+)
 async def test_search_syntax_errors_are_200(server, query):
     async with client(server) as http:
         await _add(http, "the zebra lives in the zoo")
@@ -130,11 +143,24 @@ async def test_stats(server):
         await _add(http, "Stats: Herr Müller ist mein Zahnarzt", kind="note")
         await http.post("/api/memory/search", json={"query": "Zahnarzt"})
         stats = (await http.get("/api/memory/stats")).json()
-    assert set(stats) == {"total", "by_kind", "by_source", "pinned", "size", "most_used", "oldest", "newest", "searches"}
+    assert set(stats) == {
+        "total",
+        "by_kind",
+        "by_source",
+        "pinned",
+        "size",
+        "most_used",
+        "oldest",
+        "newest",
+        "searches",
+    }
     assert set(stats["by_kind"]) >= {"fact", "preference", "note", "summary"} and stats["by_kind"]["note"] >= 1
     assert stats["by_source"]["api"] >= 1 and stats["total"] >= 1
     assert stats["size"]["bytes"] > stats["size"]["chars"] > 0
-    assert stats["newest"]["content"] == "Stats: Herr Müller ist mein Zahnarzt" and stats["oldest"]["id"] <= stats["newest"]["id"]
+    assert (
+        stats["newest"]["content"] == "Stats: Herr Müller ist mein Zahnarzt"
+        and stats["oldest"]["id"] <= stats["newest"]["id"]
+    )
     searches = stats["searches"]
     assert searches["served"] >= 1 and searches["by_origin"]["search"] >= 1
     assert 0 < searches["p50_ms"] <= searches["p95_ms"]

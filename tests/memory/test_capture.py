@@ -54,7 +54,10 @@ from jarvis.memory.capture import Capture, classify, detect, main_clause
         ("Kannst du dir merken, dass ich Tee mag?", ("preference", "Ich mag Tee")),
         ("Hallo Jarvis, merk dir, dass ich Linkshänder bin.", ("fact", "Ich bin Linkshänder")),
         ("Behalte im Hinterkopf, dass ich Schicht arbeite", ("fact", "Ich arbeite Schicht")),
-        ("merk dir, dass ich, wenn es regnet, lieber zu Hause bleibe", ("preference", "Ich, wenn es regnet, lieber zu Hause bleibe")),
+        (
+            "merk dir, dass ich, wenn es regnet, lieber zu Hause bleibe",
+            ("preference", "Ich, wenn es regnet, lieber zu Hause bleibe"),
+        ),
     ],
 )
 def test_detects_statements_to_remember(text, expected):

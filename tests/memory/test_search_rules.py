@@ -46,8 +46,14 @@ def test_operators_are_not_search_words():
 
 
 def test_fts5_expressions_quote_every_word():
-    assert word_expressions(("cat", "near", "and"), sqlite=True) == (['"cat"', '"near"', '"and"'], '"cat" AND "near" AND "and"')
-    assert word_expressions(("katzen", "mi", "called"), sqlite=True, prefix=True) == (['"katz"*', '"call"*'], '"katz"* AND "call"*')
+    assert word_expressions(("cat", "near", "and"), sqlite=True) == (
+        ['"cat"', '"near"', '"and"'],
+        '"cat" AND "near" AND "and"',
+    )
+    assert word_expressions(("katzen", "mi", "called"), sqlite=True, prefix=True) == (
+        ['"katz"*', '"call"*'],
+        '"katz"* AND "call"*',
+    )
     assert word_expressions(("cat",), sqlite=True) == (['"cat"'], None)
 
 
@@ -68,7 +74,9 @@ def test_overlap_is_relative_to_the_shorter_side():
     assert overlap(("muller",), "Herr Müller") == 1.0  # diacritics
     assert overlap(("dog",), "My cat is called Mia") == 0.0
     assert overlap((), "anything") == 0.0
-    long_message = message_query("Can you suggest a name for my new dog? My cat is called Mia and I want something similar")
+    long_message = message_query(
+        "Can you suggest a name for my new dog? My cat is called Mia and I want something similar"
+    )
     assert overlap(long_message.terms, "My cat is called Mia") == 1.0
 
 

@@ -74,9 +74,22 @@ async def test_migration_creates_memories_with_full_text_search(db):
     async with db.engine.connect() as conn:
         tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
         memory_columns = await conn.run_sync(lambda sync: {c["name"] for c in inspect(sync).get_columns("memories")})
-        message_columns = await conn.run_sync(lambda sync: {c["name"] for c in inspect(sync).get_columns("chat_messages")})
+        message_columns = await conn.run_sync(
+            lambda sync: {c["name"] for c in inspect(sync).get_columns("chat_messages")}
+        )
     assert "memories" in tables
-    assert {"id", "kind", "content", "source", "session_id", "message_id", "created_at", "last_used_at", "use_count", "pinned"} <= memory_columns
+    assert {
+        "id",
+        "kind",
+        "content",
+        "source",
+        "session_id",
+        "message_id",
+        "created_at",
+        "last_used_at",
+        "use_count",
+        "pinned",
+    } <= memory_columns
     assert "memory_ids" in message_columns
     if db.is_sqlite:
         assert "memories_fts" in tables
@@ -87,11 +100,18 @@ async def test_migration_creates_memories_with_full_text_search(db):
 async def test_assistant_message_records_memory_ids(db):
     async with db.session() as s:
         session = await repos.create_session(s)
-        message = await repos.add_message(s, session_id=session.id, role="assistant", content="hi", memory_ids=encode_ids([3, 1]))
+        message = await repos.add_message(
+            s, session_id=session.id, role="assistant", content="hi", memory_ids=encode_ids([3, 1])
+        )
     async with db.session() as s:
         (row,) = await repos.list_messages(s, session.id)
     assert row.id == message.id and decode_ids(row.memory_ids) == [3, 1]
-    assert encode_ids([]) is None and decode_ids(None) == [] and decode_ids("not json") == [] and decode_ids('{"a":1}') == []
+    assert (
+        encode_ids([]) is None
+        and decode_ids(None) == []
+        and decode_ids("not json") == []
+        and decode_ids('{"a":1}') == []
+    )
 
 
 # --- add, get, list, delete ------------------------------------------------------------------
@@ -116,7 +136,9 @@ async def test_add_get_list_delete(memory):
     await memory.delete(first.id)
     with pytest.raises(MemoryNotFound) as error:
         await memory.get(first.id)
-    assert isinstance(error.value, NotFound) and error.value.code == "memory_not_found" and error.value.status_code == 404
+    assert (
+        isinstance(error.value, NotFound) and error.value.code == "memory_not_found" and error.value.status_code == 404
+    )
     with pytest.raises(MemoryNotFound):
         await memory.delete(first.id)
     third = await memory.add("something new")
@@ -203,7 +225,9 @@ async def test_a_rare_word_is_found_however_common_the_other_words_are(memory, d
     old = await memory.add("the zebra drinks coffee")
     both = await memory.add("coffee with a zebra")
     async with db.session() as s:  # more matches of "coffee" than a word's share of the ranking budget
-        await store.add_memories(s, [{"kind": "fact", "content": f"coffee number {i}", "source": "test"} for i in range(1200)])
+        await store.add_memories(
+            s, [{"kind": "fact", "content": f"coffee number {i}", "source": "test"} for i in range(1200)]
+        )
     hits = await memory.search("zebra coffee", limit=5)
     assert {m.id for m, _ in hits[:2]} == {old.id, both.id} and hits[0][1] == hits[1][1] == 1.0
     assert len(await memory.search("coffee", limit=100)) == 100
@@ -214,7 +238,11 @@ async def test_each_user_sees_only_their_own_memories(memory, db):
     mine = await memory.add("Bob takes his coffee black", user="bob", pinned=True)
     async with db.session() as s:  # alice's newer "coffee" memories outnumber a word's ranking budget
         await store.add_memories(
-            s, [{"user_id": "alice", "kind": "fact", "content": f"coffee note {i}", "source": "test"} for i in range(1200)]
+            s,
+            [
+                {"user_id": "alice", "kind": "fact", "content": f"coffee note {i}", "source": "test"}
+                for i in range(1200)
+            ],
         )
     assert [m.id for m, _ in await memory.search("coffee", user="bob")] == [mine.id]
     assert [m.id for m, _ in await memory.relevant("how do I take my coffee?", user="bob")] == [mine.id]
@@ -243,7 +271,20 @@ async def test_search_syntax_is_used_when_valid(memory):
 
 @pytest.mark.parametrize(
     "query",
-    ['"unbalanced cat', "cat AND OR", "NEAR(cat", "cat NEAR(", "(cat", "cat)", "cat^", "^cat:", "content: cat", "cat -- '", "cat:*", "cat & | !"],
+    [
+        '"unbalanced cat',
+        "cat AND OR",
+        "NEAR(cat",
+        "cat NEAR(",
+        "(cat",
+        "cat)",
+        "cat^",
+        "^cat:",
+        "content: cat",
+        "cat -- '",
+        "cat:*",
+        "cat & | !",
+    ],
 )
 async def test_search_syntax_errors_are_read_as_plain_words(memory, query):
     await _seed(memory)
@@ -324,7 +365,9 @@ async def test_relevant_gives_the_top_few_above_the_threshold(memory):
 
 async def test_relevant_for_a_long_message(memory):
     seeded = await _seed(memory)
-    message = "Can you suggest a name for my new dog? My cat is called Mia and I'd like something that sounds similar. " * 50
+    message = (
+        "Can you suggest a name for my new dog? My cat is called Mia and I'd like something that sounds similar. " * 50
+    )
     hits = await memory.relevant(message)
     assert [m.id for m, _ in hits][:1] == [seeded["My cat is called Mia"].id]
     assert await memory.relevant('AND OR "NEAR( * ' + "x" * 200_000) == []
@@ -362,7 +405,13 @@ def test_render_for_prompt():
 
 async def test_capture_from_a_chat_message(memory):
     row = await memory.capture("Remember that my cat is called Mia.", session_id="s1", message_id="m1")
-    assert (row.content, row.kind, row.source, row.session_id, row.message_id) == ("My cat is called Mia", "fact", "auto", "s1", "m1")
+    assert (row.content, row.kind, row.source, row.session_id, row.message_id) == (
+        "My cat is called Mia",
+        "fact",
+        "auto",
+        "s1",
+        "m1",
+    )
     again = await memory.capture("remember: my cat is called Mia", session_id="s2", message_id="m2")
     assert again.id == row.id  # said twice, stored once
     german = await memory.capture("Merk dir, dass ich lieber Tee trinke", session_id="s1", message_id="m3")

@@ -132,8 +132,13 @@ def test_chunks_are_joined_in_order_across_blocks(tmp_path, monkeypatch, kernel_
         return real(*args)
 
     monkeypatch.setattr(bundled.os, "copy_file_range", copy_file_range)
-    monkeypatch.setattr(bundled, "read_metadata", lambda path: dict.fromkeys(
-        ("quantization", "architecture", "parameter_count", "context_length", "has_chat_template")))
+    monkeypatch.setattr(
+        bundled,
+        "read_metadata",
+        lambda path: dict.fromkeys(
+            ("quantization", "architecture", "parameter_count", "context_length", "has_chat_template")
+        ),
+    )
     store = ModelStore(tmp_path / "store")
     manifest = install_bundled(store, model.name)
     assert store.blob_path(manifest.digest).read_bytes() == b"".join(chunks)
@@ -173,14 +178,19 @@ async def test_first_start_installs_both_and_says_which_is_the_default(tmp_path,
     assert sorted(m.name for m in store.list()) == ["gemma3:270m", "qwen2.5-coder:0.5b"]
     said = caplog.text
     assert re.search(r"installed the bundled model qwen2\.5-coder:0\.5b .* in \d+\.\d s", said)
-    assert "default model: qwen2.5-coder:0.5b, instruction-tuned" in said and "gemma3:270m is also bundled, a base model" in said
+    assert (
+        "default model: qwen2.5-coder:0.5b, instruction-tuned" in said
+        and "gemma3:270m is also bundled, a base model" in said
+    )
 
     caplog.clear()
     await _install_bundled(store, make_settings(default_model=DEFAULT_BUNDLED))  # the second start says nothing
     assert "installed" not in caplog.text and "default model" not in caplog.text
 
 
-GERMAN = re.compile(r"\b(ich|mir|mich|dir|dich|Ihnen|danke|gut|geht|bin|kann|helfen|Hallo|heute|und|es)\b", re.IGNORECASE)
+GERMAN = re.compile(
+    r"\b(ich|mir|mich|dir|dich|Ihnen|danke|gut|geht|bin|kann|helfen|Hallo|heute|und|es)\b", re.IGNORECASE
+)
 ENGLISH = re.compile(r"\b(I|I'm|am|you|thank|thanks|fine|well|how|can|help|today|the)\b")
 
 
@@ -192,7 +202,9 @@ async def test_the_default_server_answers_a_german_greeting_in_german(tmp_path, 
     try:
         async with client(server) as http:
             assert (await http.get("/api/health")).json()["active_model"] == DEFAULT_BUNDLED
-            response = await http.post("/api/v1/chat/", json={"message": "Hallo Jarvis! Wie geht es dir?", "temperature": 0})
+            response = await http.post(
+                "/api/v1/chat/", json={"message": "Hallo Jarvis! Wie geht es dir?", "temperature": 0}
+            )
             assert response.status_code == 200, response.text
             body = response.json()
             stored = (await http.get(f"/api/chat/sessions/{body['session_id']}")).json()["messages"][-1]

@@ -21,8 +21,18 @@ from tests.support.postgres import free_port
 MiB = 1 << 20
 QWEN_15 = "bartowski/Qwen2.5-1.5B-Instruct-GGUF"
 # The small instruction-tuned models offered for machines without a GPU.
-CPU_MODELS = {"qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-3b", "llama3.2-1b", "llama3.2-3b", "gemma3-1b", "gemma3-4b",
-              "phi3.5-mini", "phi4-mini", "smollm2-1.7b"}
+CPU_MODELS = {
+    "qwen2.5-0.5b",
+    "qwen2.5-1.5b",
+    "qwen2.5-3b",
+    "llama3.2-1b",
+    "llama3.2-3b",
+    "gemma3-1b",
+    "gemma3-4b",
+    "phi3.5-mini",
+    "phi4-mini",
+    "smollm2-1.7b",
+}
 
 
 # -- the data ----------------------------------------------------------------------------------------
@@ -35,7 +45,9 @@ def test_every_entry_is_well_formed():
         assert entry.source in ("hf", "ollama", "bundled") and entry.description, key
         assert entry.params and entry.quantization == "Q4_K_M" and isinstance(entry.instruct, bool), key
         assert entry.size > 0 and entry.kv_cache > 0, key
-        assert entry.memory == entry.size + entry.kv_cache + RUNTIME_OVERHEAD == memory_needed(entry.size, entry.kv_cache), key
+        assert (
+            entry.memory == entry.size + entry.kv_cache + RUNTIME_OVERHEAD == memory_needed(entry.size, entry.kv_cache)
+        ), key
         ref = parse_model_key(key)
         if entry.source == "hf":
             assert _HF_REPO.match(entry.repo) and entry.repo.endswith("-GGUF"), key
@@ -138,7 +150,9 @@ async def test_the_catalog_cache_counts_and_a_fitting_model_is_pulled(hub, downl
     with serving(download_settings(memory_limit_mb=300)) as server:
         async with client(server) as http:
             for key in ("qwen2.5-1.5b", f"hf.co/{QWEN_15}"):
-                error = error_of(await http.post("/api/models/download", json={"model_key": key}), 422, "model_too_large")
+                error = error_of(
+                    await http.post("/api/models/download", json={"model_key": key}), 422, "model_too_large"
+                )
                 assert error["needed_bytes"] >= lookup("qwen2.5-1.5b").kv_cache + RUNTIME_OVERHEAD, error
             events = await pull_and_wait(http, "hf.co/acme/small-GGUF")
             names = [m["name"] for m in (await http.get("/api/models")).json()["models"]]

@@ -42,8 +42,13 @@ def assert_untouched(server) -> None:
 async def test_unknown_models_are_404(hub, dl_server, registry_auth):
     hub.registry_auth = registry_auth
     hub.add_hf_repo("acme/docs-only", {"README.md": b"# no weights here\n"})
-    keys = ["nosuchmodel", "nosuch:7b", "ollama.ai/library/nosuch:1b", "registry.ollama.ai/someone/nosuch",
-            "hf.co/acme/nosuch-GGUF"]
+    keys = [
+        "nosuchmodel",
+        "nosuch:7b",
+        "ollama.ai/library/nosuch:1b",
+        "registry.ollama.ai/someone/nosuch",
+        "hf.co/acme/nosuch-GGUF",
+    ]
     async with client(dl_server) as http:
         for key in keys:
             error = error_of(await http.post("/api/models/download", json={"model_key": key}), 404, "model_not_found")
@@ -52,14 +57,28 @@ async def test_unknown_models_are_404(hub, dl_server, registry_auth):
         # a repo without weights exists, but has nothing to pull
         error = error_of(await http.post("/api/models/download", json={"model_key": "hf.co/acme/docs-only"}), 404)
         assert "no GGUF" in error["message"]
-        assert (await http.get("/api/models/variants", params={"model_key": "hf.co/acme/docs-only"})).json()["variants"] == []
+        assert (await http.get("/api/models/variants", params={"model_key": "hf.co/acme/docs-only"})).json()[
+            "variants"
+        ] == []
     assert_untouched(dl_server)
 
 
 @pytest.mark.parametrize(
     "key",
-    ["hf.co/onlyone", "hf.co/../x", "hf.co/acme/x:../../y", "a b", "ftp://x/y.gguf", "file:///etc/passwd.gguf",
-     "https://example.com/model.bin", "https://host/files/.gguf", "tiny:../x", " ", "new\nline", "x" * 501],
+    [
+        "hf.co/onlyone",
+        "hf.co/../x",
+        "hf.co/acme/x:../../y",
+        "a b",
+        "ftp://x/y.gguf",
+        "file:///etc/passwd.gguf",
+        "https://example.com/model.bin",
+        "https://host/files/.gguf",
+        "tiny:../x",
+        " ",
+        "new\nline",
+        "x" * 501,
+    ],
 )
 async def test_malformed_model_keys_are_422_before_any_request(hub, dl_server, key):
     async with client(dl_server) as http:
@@ -95,7 +114,9 @@ async def test_wrong_json_types_are_422(hub, dl_server, body):
 
 async def test_not_json_at_all_is_422(dl_server):
     async with client(dl_server) as http:
-        sent = await http.post("/api/models/download", content=b"{model_key: qwen", headers={"content-type": "application/json"})
+        sent = await http.post(
+            "/api/models/download", content=b"{model_key: qwen", headers={"content-type": "application/json"}
+        )
         error_of(sent, 422, "invalid_request")
         error_of(await http.post("/api/models/cancel", json={"model_key": "x", "keep_partial": "yes"}), 422)
         error_of(await http.get("/api/models/variants"), 422, "invalid_request")
@@ -106,10 +127,13 @@ async def test_not_json_at_all_is_422(dl_server):
 
 
 async def test_missing_quantization_lists_the_available_ones(hub, dl_server):
-    hub.add_hf_repo("acme/two-GGUF", {
-        "two-Q8_0.gguf": gguf_bytes(file_type=7, seed=1),
-        "two-Q4_K_M.gguf": gguf_bytes(file_type=15, seed=2),
-    })
+    hub.add_hf_repo(
+        "acme/two-GGUF",
+        {
+            "two-Q8_0.gguf": gguf_bytes(file_type=7, seed=1),
+            "two-Q4_K_M.gguf": gguf_bytes(file_type=15, seed=2),
+        },
+    )
     async with client(dl_server) as http:
         answers = [
             await http.post("/api/models/download", json={"model_key": "hf.co/acme/two-GGUF", "quantization": "Q2_K"}),
@@ -201,11 +225,16 @@ def _serve_raw_manifest(hub: Hub, name: str, tag: str, manifest: dict) -> None:
     ids=["path", "sha256-path", "md5", "uppercase", "newline", "negative-size", "no-size"],
 )
 async def test_a_registry_manifest_with_a_bad_layer_is_refused(hub, dl_server, layer):
-    _serve_raw_manifest(hub, "library/evil", "1b", {
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_V2,
-        "layers": [{"mediaType": "application/vnd.ollama.image.model", **layer}],
-    })
+    _serve_raw_manifest(
+        hub,
+        "library/evil",
+        "1b",
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_V2,
+            "layers": [{"mediaType": "application/vnd.ollama.image.model", **layer}],
+        },
+    )
     async with client(dl_server) as http:
         error = error_of(await http.post("/api/models/download", json={"model_key": "evil:1b"}), 502, "upstream_error")
     assert "manifest" in error["message"]
@@ -214,11 +243,14 @@ async def test_a_registry_manifest_with_a_bad_layer_is_refused(hub, dl_server, l
 
 
 async def test_repo_file_names_that_leave_the_repo_are_not_offered(hub, dl_server):
-    hub.add_hf_repo("acme/evil-GGUF", {
-        "../evil-Q4_K_M.gguf": gguf_bytes(file_type=15, seed=8),
-        "sub/../../evil-Q5_K_M.gguf": gguf_bytes(file_type=17, seed=9),
-        "good-Q8_0.gguf": gguf_bytes(file_type=7, seed=10),
-    })
+    hub.add_hf_repo(
+        "acme/evil-GGUF",
+        {
+            "../evil-Q4_K_M.gguf": gguf_bytes(file_type=15, seed=8),
+            "sub/../../evil-Q5_K_M.gguf": gguf_bytes(file_type=17, seed=9),
+            "good-Q8_0.gguf": gguf_bytes(file_type=7, seed=10),
+        },
+    )
     async with client(dl_server) as http:
         variants = (await http.get("/api/models/variants", params={"model_key": "hf.co/acme/evil-GGUF"})).json()
         refused = await http.post("/api/models/download", json={"model_key": "hf.co/acme/evil-GGUF:Q4_K_M"})
@@ -240,9 +272,16 @@ def test_url_file_names_cannot_leave_their_folder():
 
 @pytest.mark.parametrize(
     "url",
-    ["https://127.0.0.1:1/x.gguf", "https://localhost/x.gguf", "https://[::1]/x.gguf", "https://10.1.2.3/x.gguf",
-     "https://192.168.0.10/x.gguf", "https://169.254.169.254/latest/x.gguf", "https://[::ffff:127.0.0.1]/x.gguf",
-     "https://0.0.0.0/x.gguf"],
+    [
+        "https://127.0.0.1:1/x.gguf",
+        "https://localhost/x.gguf",
+        "https://[::1]/x.gguf",
+        "https://10.1.2.3/x.gguf",
+        "https://192.168.0.10/x.gguf",
+        "https://169.254.169.254/latest/x.gguf",
+        "https://[::ffff:127.0.0.1]/x.gguf",
+        "https://0.0.0.0/x.gguf",
+    ],
 )
 def test_private_addresses_are_refused(url):
     with pytest.raises(InvalidInput, match="JARVIS_ALLOW_INSECURE_URLS"):
@@ -255,7 +294,9 @@ async def test_insecure_urls_are_refused_unless_allowed(hub, download_settings):
     with serving(download_settings(allow_insecure_urls=False)) as server:
         async with client(server) as http:
             plain = await http.post("/api/models/download", json={"model_key": served.url})
-            loopback = await http.post("/api/models/download", json={"model_key": served.url.replace("http:", "https:")})
+            loopback = await http.post(
+                "/api/models/download", json={"model_key": served.url.replace("http:", "https:")}
+            )
     assert "https" in error_of(plain, 422, "invalid_request")["message"]
     assert "loopback or private" in error_of(loopback, 422, "invalid_request")["message"]
     assert hub.requests == []

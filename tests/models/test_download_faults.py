@@ -272,7 +272,9 @@ async def test_cancel_a_queued_download(hub, download_settings):
 
 async def test_cancel_is_refused_once_the_model_is_being_installed(make_settings, tmp_path):
     manager = DownloadManager(ModelStore(tmp_path / "models"), make_settings(), bus=EventBus())
-    job = DownloadJob(id="j1", model_key="qwen", quantization=None, plan=Plan(name="qwen:Q4_K_M", model_key="qwen", source="hf"))
+    job = DownloadJob(
+        id="j1", model_key="qwen", quantization=None, plan=Plan(name="qwen:Q4_K_M", model_key="qwen", source="hf")
+    )
     job.status = "verifying"
     manager.jobs[job.id] = job
     try:
@@ -304,8 +306,10 @@ async def test_two_keys_naming_one_file_transfer_it_once(hub, dl_server):
     async with client(dl_server) as http:
         short, full = await asyncio.gather(pull(http, "qwen"), pull(http, "hf.co/bartowski/Qwen2.5-7B-Instruct-GGUF"))
         assert short["job_id"] != full["job_id"]
-        done = [await collect(http, lambda ev: ev[-1][1]["status"] in ("completed", "error"), model=job["job_id"])
-                for job in (short, full)]
+        done = [
+            await collect(http, lambda ev: ev[-1][1]["status"] in ("completed", "error"), model=job["job_id"])
+            for job in (short, full)
+        ]
         assert [ev[-1][1]["status"] for ev in done] == ["completed", "completed"]
         assert len(data) <= hub.bytes_sent("Qwen2.5-7B-Instruct-Q4_K_M.gguf") <= len(data) + SLACK
         names = ("qwen:Q4_K_M", "hf.co/bartowski/Qwen2.5-7B-Instruct-GGUF:Q4_K_M")
@@ -352,7 +356,9 @@ async def test_one_download_at_a_time_queues_the_next(hub, download_settings):
             events = [d for kind, d in await collect(http, both_done) if kind == "progress"]
     ids = [d["job_id"] for d in events]
     first_done = next(i for i, d in enumerate(events) if d["job_id"] == first["job_id"] and d["status"] == "completed")
-    second_started = next(i for i, d in enumerate(events) if d["job_id"] == second["job_id"] and d["status"] != "queued")
+    second_started = next(
+        i for i, d in enumerate(events) if d["job_id"] == second["job_id"] and d["status"] != "queued"
+    )
     assert second_started > first_done, [(d["name"], d["status"]) for d in events]
     assert first["job_id"] in ids and hub.bytes_sent(second_file) > 0
     for job in (first, second):

@@ -25,8 +25,13 @@ def test_kill_9_mid_download_resumes_after_restart(tmp_path, models_dir, hub):
     store = fresh_store(tmp_path / "store", models_dir)
     port = free_port()
     env = server_env(
-        tmp_path / "data", store, HF_ENDPOINT=hub.url, JARVIS_LOAD_ON_START="false",
-        JARVIS_ALLOW_INSECURE_URLS="true", JARVIS_DISK_RESERVE_MB="0", JARVIS_DOWNLOAD_BACKOFF_SECONDS="0.05",
+        tmp_path / "data",
+        store,
+        HF_ENDPOINT=hub.url,
+        JARVIS_LOAD_ON_START="false",
+        JARVIS_ALLOW_INSECURE_URLS="true",
+        JARVIS_DISK_RESERVE_MB="0",
+        JARVIS_DOWNLOAD_BACKOFF_SECONDS="0.05",
     )
     command = [str(JARVIS), "serve", "--port", str(port)]
 

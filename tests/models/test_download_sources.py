@@ -187,7 +187,9 @@ async def test_ollama_registry_in_every_spelling(hub, dl_server, registry_auth):
     models = {}
     for tag, seed in (("1b", 51), ("2b", 52), ("3b", 53)):
         models[tag] = gguf_bytes(payload=1 << 20, seed=seed)
-        hub.add_ollama_model("library/tiny", tag, model=models[tag], template="{{ .Prompt }}", params={"stop": ["<end>"]})
+        hub.add_ollama_model(
+            "library/tiny", tag, model=models[tag], template="{{ .Prompt }}", params={"stop": ["<end>"]}
+        )
     models["ns"] = gguf_bytes(payload=1 << 20, seed=54)
     hub.add_ollama_model("someone/tiny", "1b", model=models["ns"])
     keys = {
@@ -265,7 +267,9 @@ async def test_split_gguf_is_one_model_of_three_files(hub, dl_server):
     files["big-Q6_K-00001-of-00002.gguf"] = gguf_bytes(file_type=18, seed=85)
     hub.add_hf_repo("acme/big-GGUF", files)
     async with client(dl_server) as http:
-        variants = (await http.get("/api/models/variants", params={"model_key": "hf.co/acme/big-GGUF"})).json()["variants"]
+        variants = (await http.get("/api/models/variants", params={"model_key": "hf.co/acme/big-GGUF"})).json()[
+            "variants"
+        ]
         events = await pull_and_wait(http, "hf.co/acme/big-GGUF:Q8_0")
         models = installed((await http.get("/api/models")).json()["models"])
     assert [v["quantization"] for v in variants] == ["Q4_K_M", "Q8_0"]
@@ -275,7 +279,9 @@ async def test_split_gguf_is_one_model_of_three_files(hub, dl_server):
     assert list(models) == ["hf.co/acme/big-GGUF:Q8_0"]
     model = models["hf.co/acme/big-GGUF:Q8_0"]
     assert model["size"] == sum(map(len, parts)) and model["file"] == names[0]
-    assert model["files"] == [{"file": n, "digest": f"sha256-{sha(p)}", "size": len(p)} for n, p in files.items() if n in names]
+    assert model["files"] == [
+        {"file": n, "digest": f"sha256-{sha(p)}", "size": len(p)} for n, p in files.items() if n in names
+    ]
     for name, data in zip(names, parts, strict=False):
         assert hub.bytes_sent(name) == len(data)
     store = dl_server.settings.models_dir
@@ -313,7 +319,9 @@ async def test_real_model_pulled_activated_and_chatted_with(hub, dl_server, bund
     assert models["gemma-e2e"]["family"] == "gemma3" and models["gemma-e2e"]["verified"] is False
     assert models["hf.co/acme/gemma-GGUF:Q4_K_M"]["verified"] is True
     store = dl_server.settings.models_dir
-    assert leftovers(store) == [] and len(blob_names(store)) == len(BUNDLED_MODELS)  # gemma's one blob behind three names
+    assert leftovers(store) == [] and len(blob_names(store)) == len(
+        BUNDLED_MODELS
+    )  # gemma's one blob behind three names
 
 
 async def test_ollama_params_layer_sets_the_models_sampling_and_stops(hub, dl_server, bundled_path):
@@ -325,7 +333,9 @@ async def test_ollama_params_layer_sets_the_models_sampling_and_stops(hub, dl_se
         events = await pull_and_wait(http, "tuned:1b")
         assert events[-1]["status"] == "completed", events[-1]
         shown = (await http.post("/api/show", json={"model": "tuned:1b"})).json()
-        reply = await http.post("/api/chat/messages", json={"message": "What is the capital of France?", "model": "tuned:1b"})
+        reply = await http.post(
+            "/api/chat/messages", json={"message": "What is the capital of France?", "model": "tuned:1b"}
+        )
     assert read_manifest(dl_server.settings.models_dir, "tuned:1b")["parameters"] == params
     assert "top_k 7" in shown["parameters"] and "temperature 0" in shown["parameters"]
     assert reply.status_code == 200, reply.text

@@ -24,11 +24,14 @@ async def wait_done(http: httpx.AsyncClient, model: str, timeout: float = 120) -
 
 
 async def test_pull_from_huggingface(hub, dl_server, bundled_path):
-    hub.add_hf_repo("acme/tiny-GGUF", {
-        "tiny-Q8_0.gguf": gguf_bytes(file_type=7, payload=3 << 20),
-        "tiny-Q4_K_M.gguf": gguf_bytes(file_type=15, payload=40 << 20),
-        "README.md": b"# tiny",
-    })
+    hub.add_hf_repo(
+        "acme/tiny-GGUF",
+        {
+            "tiny-Q8_0.gguf": gguf_bytes(file_type=7, payload=3 << 20),
+            "tiny-Q4_K_M.gguf": gguf_bytes(file_type=15, payload=40 << 20),
+            "README.md": b"# tiny",
+        },
+    )
     async with client(dl_server) as http:
         variants = (await http.get("/api/models/variants", params={"model_key": "hf.co/acme/tiny-GGUF"})).json()
         assert [v["quantization"] for v in variants["variants"]] == ["Q4_K_M", "Q8_0"]

@@ -26,14 +26,19 @@ def sample_gguf() -> bytes:
         _s("general.alignment") + struct.pack("<I", 4) + struct.pack("<I", 32),
         _s("llama.context_length") + struct.pack("<I", 4) + struct.pack("<I", 4096),
         _s("tokenizer.ggml.tokens") + struct.pack("<II", 9, 8) + struct.pack("<Q", 3) + _s("a") + _s("bb") + _s("ccc"),
-        _s("tokenizer.ggml.scores") + struct.pack("<II", 9, 6) + struct.pack("<Q", 3) + struct.pack("<3f", 0.1, 0.2, 0.3),
+        _s("tokenizer.ggml.scores")
+        + struct.pack("<II", 9, 6)
+        + struct.pack("<Q", 3)
+        + struct.pack("<3f", 0.1, 0.2, 0.3),
         _s("tokenizer.chat_template") + struct.pack("<I", 8) + _s("{{ messages }}"),
     ]
     tensors = [
         _s("a.weight") + struct.pack("<I", 2) + struct.pack("<QQ", 32, 4) + struct.pack("<I", 0) + struct.pack("<Q", 0),
         _s("b.weight") + struct.pack("<I", 1) + struct.pack("<Q", 64) + struct.pack("<I", 8) + struct.pack("<Q", 512),
     ]
-    header = b"GGUF" + struct.pack("<I", 3) + struct.pack("<QQ", len(tensors), len(kv)) + b"".join(kv) + b"".join(tensors)
+    header = (
+        b"GGUF" + struct.pack("<I", 3) + struct.pack("<QQ", len(tensors), len(kv)) + b"".join(kv) + b"".join(tensors)
+    )
     header += b"\0" * (-len(header) % 32)
     return header + b"\x01" * (512 + 2 * 34)
 
@@ -68,11 +73,19 @@ def test_the_sample_is_valid(tmp_path, valid):
         (lambda d: d[:4] + struct.pack("<I", 99) + d[8:], "version"),
         (lambda d: d[:8] + struct.pack("<Q", 1 << 40) + d[16:], "tensor or key count"),
         (lambda d: d[:16] + struct.pack("<Q", 1 << 40) + d[24:], "tensor or key count"),
-        (lambda d: d.replace(_s("general.architecture"), struct.pack("<Q", 1 << 60) + b"general.architecture"), "string length"),
+        (
+            lambda d: d.replace(_s("general.architecture"), struct.pack("<Q", 1 << 60) + b"general.architecture"),
+            "string length",
+        ),
         (lambda d: d.replace(struct.pack("<QQ", 32, 4), struct.pack("<QQ", 32, 1 << 50)), "dimension"),
         (lambda d: d.replace(struct.pack("<QQIQ", 32, 4, 0, 0), struct.pack("<QQIQ", 32, 4, 0, 3)), "aligned"),
         (lambda d: d.replace(struct.pack("<I", 32), struct.pack("<I", 33), 1), "alignment"),
-        (lambda d: d.replace(struct.pack("<II", 9, 8) + struct.pack("<Q", 3), struct.pack("<II", 9, 8) + struct.pack("<Q", 1 << 30)), "items"),
+        (
+            lambda d: d.replace(
+                struct.pack("<II", 9, 8) + struct.pack("<Q", 3), struct.pack("<II", 9, 8) + struct.pack("<Q", 1 << 30)
+            ),
+            "items",
+        ),
         (lambda d: d.replace(_s("b.weight"), _s("a.weight")), "twice"),
     ],
 )

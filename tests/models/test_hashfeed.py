@@ -144,11 +144,11 @@ def test_writer_and_hasher_together_hash_every_byte_once_in_order():
             view = feed.space(position) if rng.random() < 0.9 else None  # sometimes not lent: own buffer
             if view is None:
                 count = min(count, len(data) - position)
-                file[position: position + count] = data[position: position + count]
+                file[position : position + count] = data[position : position + count]
             else:
                 count = min(count, len(view), len(data) - position)
-                view[:count] = data[position: position + count]
-                file[position: position + count] = view[:count]
+                view[:count] = data[position : position + count]
+                file[position : position + count] = view[:count]
             feed.commit(position, count)
             position += count
             with progressed:

@@ -45,7 +45,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             for start in range(0, len(DATA), 700_000):
-                piece = DATA[start: start + 700_000]
+                piece = DATA[start : start + 700_000]
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
             self.wfile.write(b"0\r\n\r\n")
         elif self.path == "/until-close":  # no length: the body ends when the connection does
@@ -205,9 +205,26 @@ def tls_site(tmp_path):
         pytest.skip("needs the openssl command to make a certificate")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", str(key), "-out", str(cert),
-         "-subj", "/CN=models.example", "-addext", "subjectAltName=DNS:models.example"],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=models.example",
+            "-addext",
+            "subjectAltName=DNS:models.example",
+        ],
+        check=True,
+        capture_output=True,
     )
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True

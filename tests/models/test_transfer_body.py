@@ -35,7 +35,9 @@ def serve(hub, name: str, size: int):
 
 
 def make(served, tmp_path, url: str | None = None, **kwargs) -> Transfer:
-    options = TransferOptions(connections=2, min_segment=1 * MiB, backoff_base=0.01, stall_timeout=kwargs.pop("stall", 10))
+    options = TransferOptions(
+        connections=2, min_segment=1 * MiB, backoff_base=0.01, stall_timeout=kwargs.pop("stall", 10)
+    )
     remote = RemoteFile(file=served.name.rsplit("/", 1)[-1], url=url or served.url, size=served.size)
     return Transfer(remote, tmp_path / "x.partial", options=options, **kwargs)
 

@@ -35,8 +35,16 @@ async def test_builtins_are_listed(server):
 
 @pytest.mark.parametrize(
     "command, expected",
-    [("/calc 2*(3+4)", "= 14"), ("/calc 1/0", "division by zero"), ("/calc __import__('os')", "not allowed"),
-     ("/time", "It is"), ("/date", "Today is"), ("/sysinfo", "CPU:"), ("/help", "/calc"), ("/nope", "Unknown command /nope")],
+    [
+        ("/calc 2*(3+4)", "= 14"),
+        ("/calc 1/0", "division by zero"),
+        ("/calc __import__('os')", "not allowed"),
+        ("/time", "It is"),
+        ("/date", "Today is"),
+        ("/sysinfo", "CPU:"),
+        ("/help", "/calc"),
+        ("/nope", "Unknown command /nope"),
+    ],
 )
 async def test_commands_answer_without_the_model(server, command, expected):
     async with client(server) as http:
@@ -86,9 +94,22 @@ def installed_plugins(tmp_path, monkeypatch):
         source = tmp_path / name
         shutil.copytree(FIXTURES / name, source)
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-             "--target", str(target), str(source)],
-            check=True, capture_output=True, timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "--no-build-isolation",
+                "--no-index",
+                "--target",
+                str(target),
+                str(source),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
         )
     monkeypatch.syspath_prepend(str(target))
     yield target

@@ -19,8 +19,15 @@ def keyed(tmp_path_factory, models_dir):
 
     keys = tmp_path_factory.mktemp("keys") / "keys.txt"
     keys.write_text("alice:alice-key-123\nbob:bob-key-4567\n")
-    settings = Settings.build(env_file=None, data_dir=tmp_path_factory.mktemp("auth"), models_path=models_dir,
-                              api_key=KEY, api_keys_file=keys, log_level="WARNING", default_model="gemma3:270m")
+    settings = Settings.build(
+        env_file=None,
+        data_dir=tmp_path_factory.mktemp("auth"),
+        models_path=models_dir,
+        api_key=KEY,
+        api_keys_file=keys,
+        log_level="WARNING",
+        default_model="gemma3:270m",
+    )
     server = LiveServer(settings).start()
     yield server
     server.stop()

@@ -29,8 +29,16 @@ def install(tmp_path: Path, bundled_path: Path, template: str, name: str) -> Mod
     digest = f"sha256-{sha256_file(staged)}"
     staged.rename(store.blob_path(digest))
     meta = read_metadata(store.blob_path(digest))
-    store.save(Manifest(name=name, digest=digest, size=store.blob_path(digest).stat().st_size, source="test",
-                        file=f"{name}.gguf", has_chat_template=meta["has_chat_template"]))
+    store.save(
+        Manifest(
+            name=name,
+            digest=digest,
+            size=store.blob_path(digest).stat().st_size,
+            source="test",
+            file=f"{name}.gguf",
+            has_chat_template=meta["has_chat_template"],
+        )
+    )
     return store
 
 
@@ -52,8 +60,12 @@ async def test_a_harmless_embedded_template_is_used(tmp_path, bundled_path):
     try:
         loaded = await engine.load("templated")
         assert loaded.runtime.model.metadata()["tokenizer.chat_template"] == HARMLESS
-        chunks = [c async for c in engine.stream("templated", [{"role": "user", "content": "hi"}],
-                                                 GenerationOptions(temperature=0, max_tokens=4))]
+        chunks = [
+            c
+            async for c in engine.stream(
+                "templated", [{"role": "user", "content": "hi"}], GenerationOptions(temperature=0, max_tokens=4)
+            )
+        ]
         assert chunks[-1].finish_reason
     finally:
         await engine.close()

@@ -75,13 +75,23 @@ def test_disk_full_during_a_download_then_the_next_pull_works(tmp_path, small_di
     hub.faults["full-Q4_K_M.gguf"] = Fault(throttle_bps=8 << 20, times=1)
     port = free_port()
     env = server_env(
-        tmp_path / "data", small_disk, HF_ENDPOINT=hub.url, JARVIS_ALLOW_INSECURE_URLS="true",
-        JARVIS_DISK_RESERVE_MB="0", JARVIS_LOAD_ON_START="false", JARVIS_DOWNLOAD_CONNECTIONS="1",
+        tmp_path / "data",
+        small_disk,
+        HF_ENDPOINT=hub.url,
+        JARVIS_ALLOW_INSECURE_URLS="true",
+        JARVIS_DISK_RESERVE_MB="0",
+        JARVIS_LOAD_ON_START="false",
+        JARVIS_DOWNLOAD_CONNECTIONS="1",
         JARVIS_DOWNLOAD_BACKOFF_SECONDS="0.05",
     )
     filler = small_disk / "filler"
-    with running([str(JARVIS), "serve", "--port", str(port)], port=port, env=env, cwd=REPO, log=tmp_path / "serve.log") as server:
-        assert httpx.post(server.url + "/api/models/download", json={"model_key": "hf.co/acme/full-GGUF"}).status_code == 202
+    with running(
+        [str(JARVIS), "serve", "--port", str(port)], port=port, env=env, cwd=REPO, log=tmp_path / "serve.log"
+    ) as server:
+        assert (
+            httpx.post(server.url + "/api/models/download", json={"model_key": "hf.co/acme/full-GGUF"}).status_code
+            == 202
+        )
         while not list((small_disk / "blobs").glob("*.partial")):
             time.sleep(0.05)
         # the disk fills up while the download runs
@@ -105,7 +115,9 @@ def test_disk_full_during_a_download_then_the_next_pull_works(tmp_path, small_di
         retry = httpx.post(server.url + "/api/models/download", json={"model_key": "hf.co/acme/full-GGUF"})
         assert retry.status_code == 202
         deadline = time.monotonic() + 60
-        while "hf.co/acme/full-GGUF:Q4_K_M" not in [m["name"] for m in httpx.get(server.url + "/api/models").json()["models"]]:
+        while "hf.co/acme/full-GGUF:Q4_K_M" not in [
+            m["name"] for m in httpx.get(server.url + "/api/models").json()["models"]
+        ]:
             assert time.monotonic() < deadline, server.output()
             time.sleep(0.1)
     assert os.path.exists(small_disk / "manifests")

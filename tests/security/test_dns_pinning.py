@@ -73,7 +73,9 @@ def test_the_connection_goes_to_the_address_that_was_checked(loopback_site):
         return addresses
 
     resolver = Rebinding("127.0.0.1", "10.9.9.9")
-    response = fetch(PublicOnlyBackend(resolve=resolver, check=allow_any), f"http://models.example:{loopback_site.server_port}/m")
+    response = fetch(
+        PublicOnlyBackend(resolve=resolver, check=allow_any), f"http://models.example:{loopback_site.server_port}/m"
+    )
     assert response.text == "hello from loopback"
     assert resolver.lookups == 1 and checked == [["127.0.0.1"]]
     assert loopback_site.seen == [f"models.example:{loopback_site.server_port}"]  # the URL's name, the checked address

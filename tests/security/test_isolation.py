@@ -21,8 +21,15 @@ def team(tmp_path_factory, models_dir):
 
     keys = tmp_path_factory.mktemp("keys") / "keys.txt"
     keys.write_text(f"alice:{ALICE}\nbob:{BOB}\n")
-    settings = Settings.build(env_file=None, data_dir=tmp_path_factory.mktemp("team"), models_path=models_dir,
-                              api_keys_file=keys, admin_users=["alice"], log_level="WARNING", default_model="gemma3:270m")
+    settings = Settings.build(
+        env_file=None,
+        data_dir=tmp_path_factory.mktemp("team"),
+        models_path=models_dir,
+        api_keys_file=keys,
+        admin_users=["alice"],
+        log_level="WARNING",
+        default_model="gemma3:270m",
+    )
     server = LiveServer(settings).start()
     yield server
     server.stop()
@@ -47,8 +54,12 @@ async def test_sessions_are_private(team):
         # the compat APIs with the session header
         body = {"model": "gemma3:270m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
         assert (await bob.post("/v1/chat/completions", json=body, headers={"X-Jarvis-Session": sid})).status_code == 404
-        ollama = {"model": "gemma3:270m", "messages": [{"role": "user", "content": "hi"}], "stream": False,
-                  "options": {"num_predict": 4}}
+        ollama = {
+            "model": "gemma3:270m",
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": False,
+            "options": {"num_predict": 4},
+        }
         assert (await bob.post("/api/chat", json=ollama, headers={"X-Jarvis-Session": sid})).status_code == 404
         # alice's session is untouched
         messages = (await alice.get(f"/api/chat/sessions/{sid}")).json()["messages"]
@@ -57,7 +68,9 @@ async def test_sessions_are_private(team):
 
 async def test_websocket_history_is_private(team):
     async with as_user(team, ALICE) as alice:
-        sid = (await alice.post("/api/chat/messages", json={"message": "ws secret", "max_tokens": 4})).json()["session_id"]
+        sid = (await alice.post("/api/chat/messages", json={"message": "ws secret", "max_tokens": 4})).json()[
+            "session_id"
+        ]
     async with connect(team.ws_url, additional_headers={"Authorization": f"Bearer {BOB}"}) as ws:
         await ws.recv()
         await ws.send(f'{{"type": "history", "session_id": "{sid}"}}')
@@ -69,7 +82,9 @@ async def test_websocket_history_is_private(team):
 
 async def test_memories_are_private(team):
     async with as_user(team, ALICE) as alice, as_user(team, BOB) as bob:
-        secret = (await alice.post("/api/memory", json={"content": "Alice's locker code is 4711", "pinned": True})).json()
+        secret = (
+            await alice.post("/api/memory", json={"content": "Alice's locker code is 4711", "pinned": True})
+        ).json()
         mid = secret["id"]
         assert (await alice.get(f"/api/memory/{mid}")).status_code == 200
         assert_error(await bob.get(f"/api/memory/{mid}"), 404, "memory_not_found")
@@ -78,9 +93,13 @@ async def test_memories_are_private(team):
         assert (await bob.post("/api/memory/search", json={"query": "locker code"})).json()["results"] == []
         assert (await bob.get("/api/memory/stats")).json()["pinned"] == 0
         # the chat recalls only the asker's memories (alice's is pinned: it would go into every prompt of hers)
-        asked = (await bob.post("/api/chat/messages", json={"message": "What is the locker code?", "max_tokens": 4})).json()
+        asked = (
+            await bob.post("/api/chat/messages", json={"message": "What is the locker code?", "max_tokens": 4})
+        ).json()
         assert mid not in asked["memory_ids"]
-        mine = (await alice.post("/api/chat/messages", json={"message": "What is the locker code?", "max_tokens": 4})).json()
+        mine = (
+            await alice.post("/api/chat/messages", json={"message": "What is the locker code?", "max_tokens": 4})
+        ).json()
         assert mid in mine["memory_ids"]
         # the memory commands act on the asker's memories
         recalled = (await bob.post("/api/chat/messages", json={"message": "/recall locker"})).json()

@@ -11,19 +11,27 @@ from tests.support.live import LiveServer
 
 
 async def test_limits(make_settings):
-    server = LiveServer(make_settings(max_body_bytes=2048, max_ws_frame_bytes=4096, max_connections_per_client=3,
-                                      max_queue=0, parallel=1)).start()
+    server = LiveServer(
+        make_settings(
+            max_body_bytes=2048, max_ws_frame_bytes=4096, max_connections_per_client=3, max_queue=0, parallel=1
+        )
+    ).start()
     try:
         async with client(server) as http:
-            big = await http.post("/api/chat/messages", content=b'{"message": "' + b"x" * 4000 + b'"}',
-                                  headers={"content-type": "application/json"})
+            big = await http.post(
+                "/api/chat/messages",
+                content=b'{"message": "' + b"x" * 4000 + b'"}',
+                headers={"content-type": "application/json"},
+            )
             assert big.status_code == 413 and big.json()["error"]["code"] == "payload_too_large"
 
             async def chunked():
                 for _ in range(10):
                     yield b"x" * 1000
 
-            streamed = await http.post("/api/chat/messages", content=chunked(), headers={"content-type": "application/json"})
+            streamed = await http.post(
+                "/api/chat/messages", content=chunked(), headers={"content-type": "application/json"}
+            )
             assert streamed.status_code == 413
 
         async with ws_session(server) as (ws, _):
@@ -36,8 +44,12 @@ async def test_limits(make_settings):
 
         # queue: one slot, its answer generating, none may wait
         async with client(server) as http:
-            async with aconnect_sse(http, "POST", "/api/chat/messages",
-                                    json={"message": "Count", "stream": True, "max_tokens": 60, "temperature": 0}) as source:
+            async with aconnect_sse(
+                http,
+                "POST",
+                "/api/chat/messages",
+                json={"message": "Count", "stream": True, "max_tokens": 60, "temperature": 0},
+            ) as source:
                 async for event in source.aiter_sse():
                     if event.event == "token":  # the first answer is generating now
                         second = await http.post("/api/chat/messages", json={"message": "hi", "max_tokens": 4})
@@ -72,14 +84,25 @@ async def test_plain_completions_keep_the_message_and_token_limits(make_settings
             openai = await http.post("/v1/completions", json={"model": "gemma3:270m", "prompt": long_prompt})
             # both APIs answer a client's mistake with 400, in their own error shapes
             assert openai.status_code == 400 and openai.json()["error"]["code"] == "payload_too_large"
-            ollama = await http.post("/api/generate", json={"model": "gemma3:270m", "prompt": long_prompt, "raw": True,
-                                                             "stream": False})
+            ollama = await http.post(
+                "/api/generate", json={"model": "gemma3:270m", "prompt": long_prompt, "raw": True, "stream": False}
+            )
             assert ollama.status_code == 400 and "the limit is 100" in ollama.json()["error"]
-            capped = await http.post("/v1/completions", json={"model": "gemma3:270m", "prompt": "Count: 1, 2,",
-                                                              "max_tokens": 50, "temperature": 0})
+            capped = await http.post(
+                "/v1/completions",
+                json={"model": "gemma3:270m", "prompt": "Count: 1, 2,", "max_tokens": 50, "temperature": 0},
+            )
             assert capped.json()["usage"]["completion_tokens"] <= 3
-            raw = await http.post("/api/generate", json={"model": "gemma3:270m", "prompt": "Count: 1, 2,", "raw": True,
-                                                         "stream": False, "options": {"num_predict": 50}})
+            raw = await http.post(
+                "/api/generate",
+                json={
+                    "model": "gemma3:270m",
+                    "prompt": "Count: 1, 2,",
+                    "raw": True,
+                    "stream": False,
+                    "options": {"num_predict": 50},
+                },
+            )
             assert 0 < raw.json()["eval_count"] <= 3
     finally:
         server.stop()

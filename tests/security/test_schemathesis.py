@@ -23,9 +23,15 @@ def fuzzed_server(tmp_path, models_dir, hub):
     # The registries are the test hub: a model the fuzzer makes up is not found there (404),
     # where an unreachable registry would rightly be a 502.
     settings = Settings.build(
-        env_file=None, data_dir=tmp_path / "data", models_path=fresh_store(tmp_path / "store", models_dir),
-        max_tokens_limit=4, log_level="WARNING", hf_endpoint=hub.url, ollama_registry=hub.url,
-        allow_insecure_urls=True, default_model="gemma3:270m",
+        env_file=None,
+        data_dir=tmp_path / "data",
+        models_path=fresh_store(tmp_path / "store", models_dir),
+        max_tokens_limit=4,
+        log_level="WARNING",
+        hf_endpoint=hub.url,
+        ollama_registry=hub.url,
+        allow_insecure_urls=True,
+        default_model="gemma3:270m",
     )
     server = LiveServer(settings).start()
     yield server
@@ -45,8 +51,9 @@ def test_api_never_fails_and_keeps_its_schema(fuzzed_server):
         @given(case=operation.as_strategy())
         @settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         def fuzz(case):
-            case.call_and_validate(base_url=fuzzed_server.url, checks=[not_a_server_error, response_schema_conformance],
-                                   timeout=60)
+            case.call_and_validate(
+                base_url=fuzzed_server.url, checks=[not_a_server_error, response_schema_conformance], timeout=60
+            )
 
         try:
             fuzz()

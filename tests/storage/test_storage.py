@@ -42,14 +42,17 @@ async def test_memories_from_before_users_belong_to_the_default_user(make_settin
             cfg = alembic_config()
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, target)
+
         return run
 
     async with database.engine.begin() as conn:
         await conn.run_sync(upgrade_to("0003_memory"))
-        await conn.execute(text(
-            "INSERT INTO memories (kind, content, source, created_at, use_count, pinned) "
-            "VALUES ('fact', 'the old zeppelin memory', 'api', CURRENT_TIMESTAMP, 0, false)"
-        ))
+        await conn.execute(
+            text(
+                "INSERT INTO memories (kind, content, source, created_at, use_count, pinned) "
+                "VALUES ('fact', 'the old zeppelin memory', 'api', CURRENT_TIMESTAMP, 0, false)"
+            )
+        )
     await database.migrate()
     memory = MemoryService(database)
     found = await memory.search("zeppelin")
@@ -72,10 +75,14 @@ async def test_one_row_per_message_in_order(db):
     async with db.session() as s:
         session = await repos.create_session(s, title="t")
         for index in range(20):  # written faster than the clock ticks: order must still hold
-            await repos.add_message(s, session_id=session.id, role="user" if index % 2 == 0 else "assistant", content=str(index))
+            await repos.add_message(
+                s, session_id=session.id, role="user" if index % 2 == 0 else "assistant", content=str(index)
+            )
     async with db.session() as s:
         rows = await repos.list_messages(s, session.id)
-        count = (await s.execute(text("SELECT count(*) FROM chat_messages WHERE session_id = :id"), {"id": session.id})).scalar_one()
+        count = (
+            await s.execute(text("SELECT count(*) FROM chat_messages WHERE session_id = :id"), {"id": session.id})
+        ).scalar_one()
     assert [row.content for row in rows] == [str(i) for i in range(20)]
     assert count == 20
     assert all(row.created_at.tzinfo is not None for row in rows)
@@ -84,7 +91,9 @@ async def test_one_row_per_message_in_order(db):
 async def test_unfinished_answers_are_marked_interrupted_on_start(db):
     async with db.session() as s:
         session = await repos.create_session(s)
-        message = await repos.add_message(s, session_id=session.id, role="assistant", content="half an ans", status="streaming")
+        message = await repos.add_message(
+            s, session_id=session.id, role="assistant", content="half an ans", status="streaming"
+        )
     async with db.session() as s:
         assert await repos.mark_unfinished_interrupted(s) == 1
     async with db.session() as s:

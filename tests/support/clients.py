@@ -82,7 +82,9 @@ class ws_session:
         await self._cm.__aexit__(*exc)
 
 
-async def wait_for_message_status(http: httpx.AsyncClient, session_id: str, message_id: str, statuses: set[str]) -> dict:
+async def wait_for_message_status(
+    http: httpx.AsyncClient, session_id: str, message_id: str, statuses: set[str]
+) -> dict:
     """Poll the stored session until the message reaches one of `statuses` (bounded)."""
     for _ in range(600):
         body = (await http.get(f"/api/chat/sessions/{session_id}")).json()

@@ -55,7 +55,9 @@ def assert_honest(events: list[dict]) -> None:
         assert events[-1]["percent"] == 100.0
 
 
-async def until(predicate: Callable[[], object], *, timeout: float = 60.0, interval: float = 0.05, what: str = "") -> object:
+async def until(
+    predicate: Callable[[], object], *, timeout: float = 60.0, interval: float = 0.05, what: str = ""
+) -> object:
     """Poll `predicate` until it returns something truthy (bounded); returns that."""
     deadline = time.monotonic() + timeout
     while True:
@@ -76,8 +78,13 @@ async def snapshot_of(http: httpx.AsyncClient, job_id: str) -> dict:
     raise AssertionError("the progress stream ended without an event")
 
 
-async def collect(http: httpx.AsyncClient, done: Callable[[list[tuple[str, dict]]], bool], *, model: str | None = None,
-                  stamps: list[float] | None = None) -> list[tuple[str, dict]]:
+async def collect(
+    http: httpx.AsyncClient,
+    done: Callable[[list[tuple[str, dict]]], bool],
+    *,
+    model: str | None = None,
+    stamps: list[float] | None = None,
+) -> list[tuple[str, dict]]:
     """Every `(event, data)` of the progress stream (optionally `?model=`) until `done(events)`;
     `stamps` gets the arrival time of each."""
     events: list[tuple[str, dict]] = []

@@ -36,7 +36,13 @@ def with_string_key(source: Path, target: Path, key: str, value: str) -> Path:
         tensors_end = cur.pos
         data_start = -(-tensors_end // alignment) * alignment
         raw_key, raw_value = key.encode(), value.encode()
-        extra = struct.pack("<Q", len(raw_key)) + raw_key + struct.pack("<I", 8) + struct.pack("<Q", len(raw_value)) + raw_value
+        extra = (
+            struct.pack("<Q", len(raw_key))
+            + raw_key
+            + struct.pack("<I", 8)
+            + struct.pack("<Q", len(raw_value))
+            + raw_value
+        )
         header = bytes(buf[:8]) + struct.pack("<QQ", n_tensors, n_kv + 1) + bytes(buf[kv_start:kv_end]) + extra
         header += bytes(buf[kv_end:tensors_end])
         header += b"\0" * (-len(header) % alignment)

@@ -773,6 +773,7 @@ class Hub:
                 "The request signature we calculated does not match the signature you provided.",
             )
         blob = self._cdn[sha]
+
         def used_up(f: Fault) -> bool:
             return f.expire_after is not None and uses > f.expire_after
 
@@ -882,7 +883,7 @@ class Hub:
         prefix = f"{base}/" if base else ""
         files = {name: entry for name, entry in repo.files.items() if name.startswith(prefix)}
         if base and not files:
-            return _hf_error(404, "EntryNotFound", f"{base} does not exist on \"{request.path_params['revision']}\"")
+            return _hf_error(404, "EntryNotFound", f'{base} does not exist on "{request.path_params["revision"]}"')
         folders: set[str] = set()
         for name in files:
             parts = name[len(prefix) :].split("/")[:-1]

@@ -31,8 +31,9 @@ def compat_route(render: Callable[[int, str, str], Response]) -> type[APIRoute]:
                 except RequestValidationError as exc:
                     return render(400, "invalid_request", _describe(exc.errors()))
                 except HTTPException as exc:  # a body FastAPI could not read, e.g. not UTF-8
-                    return render(exc.status_code, "invalid_request" if exc.status_code == 400 else "http_error",
-                                  str(exc.detail))
+                    return render(
+                        exc.status_code, "invalid_request" if exc.status_code == 400 else "http_error", str(exc.detail)
+                    )
                 except JarvisError as exc:
                     return render(exc.status_code, exc.code, exc.message)
 
@@ -99,4 +100,10 @@ def split_conversation(messages: list[dict]) -> tuple[str, list[dict]]:
 
 
 # Ours -> OpenAI's and Ollama's: a loop cut short (`repetition`) ends as a plain stop there.
-FINISH_REASONS = {"command": "stop", "stop": "stop", "length": "length", "tool_calls": "tool_calls", "repetition": "stop"}
+FINISH_REASONS = {
+    "command": "stop",
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "repetition": "stop",
+}

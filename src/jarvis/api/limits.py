@@ -27,15 +27,22 @@ class LimitsMiddleware:
             return await self.app(scope, receive, send)
         client = (scope.get("client") or ("?", 0))[0]
         if self.open[client] >= self.max_connections:
-            return await _refuse(scope, receive, send, 429, "too_many_connections",
-                                 f"this client has {self.max_connections} connections open already")
+            return await _refuse(
+                scope,
+                receive,
+                send,
+                429,
+                "too_many_connections",
+                f"this client has {self.max_connections} connections open already",
+            )
         self.open[client] += 1
         try:
             if scope["type"] == "http":
                 length = dict(scope.get("headers", [])).get(b"content-length")
                 if length and length.isdigit() and int(length) > self.max_body:
-                    return await _refuse(scope, receive, send, 413, "payload_too_large",
-                                         f"request body over {self.max_body} bytes")
+                    return await _refuse(
+                        scope, receive, send, 413, "payload_too_large", f"request body over {self.max_body} bytes"
+                    )
                 receive, send = self._counting(receive, send)
             await self.app(scope, receive, send)
         finally:
@@ -63,10 +70,19 @@ class LimitsMiddleware:
             if not too_large:
                 return await send(message)
             if message["type"] == "http.response.start":
-                body = json.dumps({"error": {"code": "payload_too_large",
-                                             "message": f"request body over {self.max_body} bytes"}}).encode()
-                await send({"type": "http.response.start", "status": 413,
-                            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                body = json.dumps(
+                    {"error": {"code": "payload_too_large", "message": f"request body over {self.max_body} bytes"}}
+                ).encode()
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 413,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
                 await send({"type": "http.response.body", "body": body})
 
         return counted, answer
@@ -82,6 +98,11 @@ async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, code:
         await send({"type": "websocket.close", "code": 1013, "reason": message[:120]})
         return
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -96,12 +96,24 @@ class SecurityMiddleware:
         # DNS rebinding reaches us through a browser on this machine: a loopback client
         # naming a host that is not ours. Remote clients (a LAN server) are judged by key.
         if is_loopback(client) and _host_name(headers.get("host", "")) not in self.allowed_hosts:
-            return await _refuse(scope, receive, send, 403, "forbidden_host",
-                                 "loopback clients must name a loopback host (or one of JARVIS_ALLOWED_HOSTS)")
+            return await _refuse(
+                scope,
+                receive,
+                send,
+                403,
+                "forbidden_host",
+                "loopback clients must name a loopback host (or one of JARVIS_ALLOWED_HOSTS)",
+            )
         if not self.keys:
             if not is_loopback(client) and not self.settings.insecure:
-                return await _refuse(scope, receive, send, 403, "remote_access_disabled",
-                                     "remote clients need an API key: set JARVIS_API_KEY on the server")
+                return await _refuse(
+                    scope,
+                    receive,
+                    send,
+                    403,
+                    "remote_access_disabled",
+                    "remote clients need an API key: set JARVIS_API_KEY on the server",
+                )
             scope["state"]["user"] = "default"
             scope["state"]["admin"] = True
             return await self.app(scope, receive, send)
@@ -110,7 +122,9 @@ class SecurityMiddleware:
         scope["state"]["admin"] = user is not None and user in self.admins
         scope["state"]["authenticated"] = user is not None
         if user is None and path.startswith(PROTECTED) and not path.startswith(OPEN):
-            return await _refuse(scope, receive, send, 401, "unauthorized", "missing or wrong API key (Authorization: Bearer <key>)")
+            return await _refuse(
+                scope, receive, send, 401, "unauthorized", "missing or wrong API key (Authorization: Bearer <key>)"
+            )
         return await self.app(scope, receive, send)
 
     def _user(self, headers: dict, scope: Scope) -> str | None:

@@ -42,7 +42,10 @@ async def _reply_events(reply: Reply) -> AsyncIterator[dict]:
             elif isinstance(event, Queued):
                 yield {"event": "queued", "data": json.dumps({"position": event.position})}
             elif isinstance(event, Finished):
-                data = {"message": MessageOut.of(event.message).model_dump(mode="json"), "usage": usage_dict(event.usage)}
+                data = {
+                    "message": MessageOut.of(event.message).model_dump(mode="json"),
+                    "usage": usage_dict(event.usage),
+                }
                 yield {"event": "end", "data": json.dumps(data)}
             elif isinstance(event, Failed):
                 data = {

@@ -97,7 +97,9 @@ class Reply:
     client_tools: list[dict] | None = None  # tools the caller runs itself (OpenAI/Ollama `tools`)
     user: str = "default"  # who asks: sessions belong to their user
     memory_ids: list[int] = field(default_factory=list)  # memories added to the prompt
-    received: float = field(default_factory=time.perf_counter)  # when the request was taken up (ttft_ms counts from here)
+    received: float = field(
+        default_factory=time.perf_counter
+    )  # when the request was taken up (ttft_ms counts from here)
     # Set by the caller before closing the stream to say why it stopped early.
     stop_status: str = "disconnected"
 
@@ -218,8 +220,19 @@ class ChatService:
         command = self.plugins.match_command(text) if self.plugins else None
         if command is not None:  # answered by a plugin, whatever the model
             return Reply(
-                self, session, new_session_id, text, model, None, model, [], GenerationOptions(), command, persist,
-                user=user, received=received,
+                self,
+                session,
+                new_session_id,
+                text,
+                model,
+                None,
+                model,
+                [],
+                GenerationOptions(),
+                command,
+                persist,
+                user=user,
+                received=received,
             )
         engine, engine_model = await self.engines.check(model)
         if hasattr(engine, "check_queue"):
@@ -327,7 +340,9 @@ class ChatService:
         """The answer: from a plugin command, or streamed from the engine."""
         if reply.command is not None:
             assert self.plugins is not None  # commands come from plugins
-            text = await self.plugins.run_command(reply.command, self.context(reply.session_id, reply.model, reply.user))
+            text = await self.plugins.run_command(
+                reply.command, self.context(reply.session_id, reply.model, reply.user)
+            )
             yield Chunk(text=text)
             yield Chunk(finish_reason="command", usage=Usage(0, 0))
             return
@@ -345,7 +360,10 @@ class ChatService:
             local = reply.engine is self.engines.local
             tools = wanted_tools(reply.text, every, policy=self.settings.chat_tools, local=local)
         specs = [
-            {"type": "function", "function": {"name": name, "description": tool.description, "parameters": tool.parameters}}
+            {
+                "type": "function",
+                "function": {"name": name, "description": tool.description, "parameters": tool.parameters},
+            }
             for name, tool in tools.items()
         ]
         called: set[str] = set()  # tools run for this answer
@@ -377,8 +395,10 @@ class ChatService:
             if final.refused_calls and not final.tool_calls and not parts and not words_only:
                 # Only a call of a tool that does not exist (a small model inventing one): ask
                 # again without tools rather than show the user that call's JSON.
-                log.info("the model called %s, which was not offered; asking again without tools",
-                         ", ".join(final.refused_calls))
+                log.info(
+                    "the model called %s, which was not offered; asking again without tools",
+                    ", ".join(final.refused_calls),
+                )
                 words_only = True
                 continue
             if final.text:
@@ -390,23 +410,33 @@ class ChatService:
             if called and all(call["name"] in called for call in final.tool_calls):
                 # A small model given a tool's result often calls the same tool again (with
                 # the result as its argument) instead of answering: the results are the answer.
-                log.info("the model called %s again instead of answering; answering with the results",
-                         ", ".join(call["name"] for call in final.tool_calls))
+                log.info(
+                    "the model called %s again instead of answering; answering with the results",
+                    ", ".join(call["name"] for call in final.tool_calls),
+                )
                 yield Chunk(text=_results_text(results))
                 yield Chunk(finish_reason="stop", usage=usage)
                 return
             results = []
-            messages.append({
-                "role": "assistant",
-                "content": "".join(parts),
-                "tool_calls": [
-                    {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
-                    for c in final.tool_calls
-                ],
-            })
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": "".join(parts),
+                    "tool_calls": [
+                        {
+                            "id": c["id"],
+                            "type": "function",
+                            "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
+                        }
+                        for c in final.tool_calls
+                    ],
+                }
+            )
             context = self.context(reply.session_id, reply.model, reply.user)
             for call in final.tool_calls:
-                if call["name"] not in tools or self.plugins is None:  # engines parse only offered calls; never run another
+                if (
+                    call["name"] not in tools or self.plugins is None
+                ):  # engines parse only offered calls; never run another
                     log.warning("the model called %r, which was not offered; not run", call["name"])
                     result = f"error: there is no tool named {call['name']!r}"
                 else:
@@ -433,7 +463,9 @@ class ChatService:
             now = utcnow()
             common = {"session_id": reply.session_id, "created_at": now, "updated_at": now}
             user = ChatMessage(id=new_id(), role="user", content=reply.text, status="complete", **common)
-            return user, ChatMessage(id=new_id(), role="assistant", content="", status="streaming", model=label, **common)
+            return user, ChatMessage(
+                id=new_id(), role="assistant", content="", status="streaming", model=label, **common
+            )
         async with self.db.session() as db:
             if reply.session is None:
                 await repos.create_session(
@@ -444,7 +476,12 @@ class ChatService:
                 await db.merge(reply.session)
             user = await repos.add_message(db, session_id=reply.session_id, role="user", content=reply.text)
             answer = await repos.add_message(
-                db, session_id=reply.session_id, role="assistant", content="", status="streaming", model=label,
+                db,
+                session_id=reply.session_id,
+                role="assistant",
+                content="",
+                status="streaming",
+                model=label,
                 memory_ids=encode_ids(reply.memory_ids),
             )
             await repos.touch_session(db, reply.session_id)
@@ -505,12 +542,17 @@ class ChatService:
         if final["status"] == "complete":
             if self.plugins and reply.command is None:
                 self._in_background(
-                    self.plugins.after_answer(reply.text, stored.content, self.context(reply.session_id, reply.model, reply.user))
+                    self.plugins.after_answer(
+                        reply.text, stored.content, self.context(reply.session_id, reply.model, reply.user)
+                    )
                 )
             yield Finished(stored, usage, tool_calls)
         else:
             yield Failed(
-                stored, final.get("code", final["status"]), final.get("error") or final["status"], final.get("http_status", 502)
+                stored,
+                final.get("code", final["status"]),
+                final.get("error") or final["status"],
+                final.get("http_status", 502),
             )
 
     async def _flush(self, message_id: str, content: str) -> None:

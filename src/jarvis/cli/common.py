@@ -44,8 +44,6 @@ def get_json(settings: Settings, path: str) -> dict:
     return response.json()
 
 
-
-
 def server_answers(settings: Settings) -> bool:
     """Whether a JARVIS server is running where the settings say."""
     try:

@@ -24,8 +24,10 @@ TERMINAL = ("completed", "cancelled", "error")
 def pull(
     model: Annotated[
         str | None,
-        typer.Argument(help="a shortcut (qwen2.5-1.5b, mistral…), hf.co/ns/repo[:QUANT], name:tag, or an https URL; "
-                            "none: list the shortcuts"),
+        typer.Argument(
+            help="a shortcut (qwen2.5-1.5b, mistral…), hf.co/ns/repo[:QUANT], name:tag, or an https URL; "
+            "none: list the shortcuts"
+        ),
     ] = None,
     quantization: Annotated[str | None, typer.Option("--quantization", "-q", help="e.g. Q4_K_M")] = None,
 ) -> None:
@@ -56,8 +58,13 @@ def rm(model: Annotated[str, typer.Argument(help="an installed model's name or t
     """Delete an installed model (its files go when no other model uses them)."""
     settings = Settings()
     if server_answers(settings):
-        response = httpx.request("DELETE", server_url(settings) + "/api/models/delete", json={"model_key": model},
-                                 headers=auth_headers(settings), timeout=30)
+        response = httpx.request(
+            "DELETE",
+            server_url(settings) + "/api/models/delete",
+            json={"model_key": model},
+            headers=auth_headers(settings),
+            timeout=30,
+        )
         if response.is_error:
             fail(error_message(response))
         name = response.json()["model"]
@@ -82,10 +89,25 @@ def _list_shortcuts(settings: Settings, remote: bool) -> None:
         from jarvis.models.catalog import load_catalog
         from jarvis.models.fit import fits
 
-        shortcuts = [{"model_key": e.key, "source": e.source, "repo": e.repo, "description": e.description,
-                      **e.info(), "fits": fits(e, settings)} for e in load_catalog().values()]
-    table = Table(Column("NAME", no_wrap=True), "PARAMS", Column("SIZE", no_wrap=True), Column("RAM", no_wrap=True),
-                  "FITS", Column("FROM", overflow="fold"))
+        shortcuts = [
+            {
+                "model_key": e.key,
+                "source": e.source,
+                "repo": e.repo,
+                "description": e.description,
+                **e.info(),
+                "fits": fits(e, settings),
+            }
+            for e in load_catalog().values()
+        ]
+    table = Table(
+        Column("NAME", no_wrap=True),
+        "PARAMS",
+        Column("SIZE", no_wrap=True),
+        Column("RAM", no_wrap=True),
+        "FITS",
+        Column("FROM", overflow="fold"),
+    )
     for m in shortcuts:
         table.add_row(
             m["model_key"] + (" [green]✓[/]" if m.get("status") == "installed" else ""),
@@ -96,8 +118,11 @@ def _list_shortcuts(settings: Settings, remote: bool) -> None:
             m["repo"] or m["source"],
         )
     console.print(table)
-    console.print("Sizes are for Q4_K_M, RAM at 4096 tokens of context (FITS counts JARVIS_N_CTX); ✓ installed. "
-                  "`jarvis pull NAME[:QUANT]` downloads one.", soft_wrap=True)
+    console.print(
+        "Sizes are for Q4_K_M, RAM at 4096 tokens of context (FITS counts JARVIS_N_CTX); ✓ installed. "
+        "`jarvis pull NAME[:QUANT]` downloads one.",
+        soft_wrap=True,
+    )
 
 
 def _gb(size: int | None) -> str:

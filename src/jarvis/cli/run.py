@@ -131,9 +131,7 @@ class LocalChat:
     async def answer(self, text: str) -> AsyncGenerator[str, None]:
         from jarvis.chat.service import Failed, Started, Token
 
-        reply = await self.services.chat.prepare(
-            text, session_id=self._new_id, create_missing=True, model=self.model
-        )
+        reply = await self.services.chat.prepare(text, session_id=self._new_id, create_missing=True, model=self.model)
         reply.stop_status = "cancelled"  # here an answer only stops early when the user asks
         async with aclosing(reply.events()) as events:
             async for event in events:
@@ -182,8 +180,11 @@ def run(
                 errors.print(f"[dim]{model} · /? for help · /bye to leave[/]", highlight=False)
                 _chat(runner, chat)
                 if chat.session_id:
-                    errors.print(f"[dim]stored as session {chat.session_id} (go on with --session {chat.session_id})[/]",
-                                 highlight=False, soft_wrap=True)
+                    errors.print(
+                        f"[dim]stored as session {chat.session_id} (go on with --session {chat.session_id})[/]",
+                        highlight=False,
+                        soft_wrap=True,
+                    )
         finally:
             try:
                 runner.run(chat.close())
@@ -298,7 +299,7 @@ def read_message(read_line: Callable[[str], str]) -> str:
     Raises EOFError and KeyboardInterrupt as `read_line` does."""
     line = read_line(PROMPT)
     if line.lstrip().startswith(BLOCK):
-        first = line.lstrip()[len(BLOCK):]
+        first = line.lstrip()[len(BLOCK) :]
         if first.rstrip().endswith(BLOCK):
             return first.rstrip()[: -len(BLOCK)]
         lines = [first] if first else []

@@ -41,8 +41,13 @@ class OllamaEngine(RemoteEngine):
                     text = message.get("content") or ""
                     for call in message.get("tool_calls") or []:
                         function = call.get("function") or {}
-                        calls.append({"id": f"call_{len(calls)}", "name": function.get("name", ""),
-                                      "arguments": function.get("arguments") or {}})
+                        calls.append(
+                            {
+                                "id": f"call_{len(calls)}",
+                                "name": function.get("name", ""),
+                                "arguments": function.get("arguments") or {},
+                            }
+                        )
                     if data.get("done"):
                         usage = Usage(data.get("prompt_eval_count"), data.get("eval_count"))
                         reason = "tool_calls" if calls else _FINISH.get(data.get("done_reason") or "stop", "stop")
@@ -93,8 +98,10 @@ def _to_ollama(messages: list[dict]) -> list[dict]:
     converted = []
     for message in messages:
         if message.get("tool_calls"):
-            calls = [{"function": {"name": c["function"]["name"], "arguments": tool_arguments(c["function"]["arguments"])}}
-                     for c in message["tool_calls"]]
+            calls = [
+                {"function": {"name": c["function"]["name"], "arguments": tool_arguments(c["function"]["arguments"])}}
+                for c in message["tool_calls"]
+            ]
             converted.append({"role": "assistant", "content": message.get("content") or "", "tool_calls": calls})
         elif message["role"] == "tool":
             converted.append({"role": "tool", "content": message["content"]})

@@ -47,7 +47,9 @@ class OpenAIEngine(RemoteEngine):
                     for choice in data.get("choices") or []:
                         delta = choice.get("delta") or {}
                         for piece in delta.get("tool_calls") or []:
-                            call = calls.setdefault(piece.get("index", len(calls)), {"id": "", "name": "", "arguments": ""})
+                            call = calls.setdefault(
+                                piece.get("index", len(calls)), {"id": "", "name": "", "arguments": ""}
+                            )
                             call["id"] = piece.get("id") or call["id"]
                             function = piece.get("function") or {}
                             call["name"] += function.get("name") or ""

@@ -32,8 +32,12 @@ class EngineRouter:
         if settings.openai_base_url:
             remotes["openai"] = OpenAIEngine(settings.openai_base_url, api_key=settings.openai_api_key)
         local = LlamaCppEngine(
-            store, n_ctx=settings.n_ctx, n_threads=settings.n_threads, max_queue=settings.max_queue,
-            parallel=settings.parallel, memory_limit=memory_limit(settings),
+            store,
+            n_ctx=settings.n_ctx,
+            n_threads=settings.n_threads,
+            max_queue=settings.max_queue,
+            parallel=settings.parallel,
+            memory_limit=memory_limit(settings),
         )
         return cls(local, remotes)
 

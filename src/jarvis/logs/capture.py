@@ -40,7 +40,11 @@ _IGNORED = ("uvicorn.access",)
 MAX_MESSAGE_CHARS = 32_000
 MAX_EXTRA_CHARS = 8_000
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
-    "message", "asctime", "request_id", "taskName", "color_message",
+    "message",
+    "asctime",
+    "request_id",
+    "taskName",
+    "color_message",
 }
 _exception_formatter = logging.Formatter()
 

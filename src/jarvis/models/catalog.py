@@ -28,8 +28,13 @@ class CatalogEntry:
 
     def info(self) -> dict:
         """The sizes and kind, for listings."""
-        return {"params": self.params, "quantization": self.quantization, "instruct": self.instruct,
-                "size": self.size, "memory": self.memory}
+        return {
+            "params": self.params,
+            "quantization": self.quantization,
+            "instruct": self.instruct,
+            "size": self.size,
+            "memory": self.memory,
+        }
 
 
 _FIELDS = {f.name for f in fields(CatalogEntry)} - {"key"}

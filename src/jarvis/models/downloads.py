@@ -199,8 +199,15 @@ class DownloadManager:
         job = DownloadJob(id=_job_id(plan.name), model_key=model_key, quantization=quantization, plan=plan)
         write_atomic(
             self.store.jobs / f"{job.id}.json",
-            json.dumps({"id": job.id, "model_key": model_key, "quantization": quantization,
-                        "plan": plan.to_dict(), "created_at": job.created_at}).encode(),
+            json.dumps(
+                {
+                    "id": job.id,
+                    "model_key": model_key,
+                    "quantization": quantization,
+                    "plan": plan.to_dict(),
+                    "created_at": job.created_at,
+                }
+            ).encode(),
         )
         self._schedule(job)
         return job
@@ -209,9 +216,16 @@ class DownloadManager:
         ref = parse_model_key(model_key)
         if ref.source == "bundled":
             manifest = self.store.get(ref.key)
-            return [{"quantization": manifest.quantization if manifest else "Q4_K_M", "file": manifest.file if manifest else None,
-                     "size": manifest.size if manifest else None, "sha256": manifest.digest.removeprefix("sha256-") if manifest else None,
-                     "url": None, "recommended": True}]
+            return [
+                {
+                    "quantization": manifest.quantization if manifest else "Q4_K_M",
+                    "file": manifest.file if manifest else None,
+                    "size": manifest.size if manifest else None,
+                    "sha256": manifest.digest.removeprefix("sha256-") if manifest else None,
+                    "url": None,
+                    "recommended": True,
+                }
+            ]
         return await self.resolver.variants(ref)
 
     def find(self, model_key: str) -> DownloadJob | None:
@@ -250,7 +264,9 @@ class DownloadManager:
     # --- running jobs ------------------------------------------------------------------------
 
     def _finished_job(self, model_key: str, plan: Plan) -> DownloadJob:
-        job = DownloadJob(id=_job_id(plan.name), model_key=model_key, quantization=plan.quantization, plan=plan, status="completed")
+        job = DownloadJob(
+            id=_job_id(plan.name), model_key=model_key, quantization=plan.quantization, plan=plan, status="completed"
+        )
         self.jobs[job.id] = job
         self.bus.publish("download.progress", job.snapshot())
         return job
@@ -266,9 +282,7 @@ class DownloadManager:
             if remote.digest and self.store.blob_path(remote.digest).exists():
                 continue
             needed += max(0, (remote.size or 0) - _partial_bytes(self._partial_path(remote)))
-        reserved = sum(
-            max(0, (j.total_bytes or 0) - j.reported_bytes) for j in self.jobs.values() if j.active
-        )
+        reserved = sum(max(0, (j.total_bytes or 0) - j.reported_bytes) for j in self.jobs.values() if j.active)
         free = shutil.disk_usage(self.store.blobs).free
         margin = self.settings.disk_reserve_mb * 1024 * 1024
         if needed + reserved + margin > free:
@@ -436,7 +450,10 @@ class DownloadManager:
             has_chat_template=meta["has_chat_template"],
             url=plan.files[0].url,
             verified=all(f.digest for f in plan.files),
-            files=[{"file": f.file, "digest": d, "size": p.stat().st_size} for f, d, p in zip(plan.files, digests, paths, strict=False)],
+            files=[
+                {"file": f.file, "digest": d, "size": p.stat().st_size}
+                for f, d, p in zip(plan.files, digests, paths, strict=False)
+            ],
             parameters=plan.parameters,
         )
         replaced = self.store.get(plan.name)
@@ -444,7 +461,9 @@ class DownloadManager:
         if replaced is not None:  # an update: the files the old version alone used go
             self.store.prune(self.store.digests(replaced))
             log.info("updated %s: %s replaces %s", manifest.name, manifest.digest, replaced.digest)
-        log.info("installed %s (%s)", manifest.name, "verified" if manifest.verified else "unverified: no published digest")
+        log.info(
+            "installed %s (%s)", manifest.name, "verified" if manifest.verified else "unverified: no published digest"
+        )
         return manifest
 
     # --- progress ---------------------------------------------------------------------------------
@@ -457,7 +476,9 @@ class DownloadManager:
         while job._samples and now - job._samples[0][0] > SPEED_WINDOW:
             job._samples.popleft()
         first_time, first_bytes = job._samples[0]
-        job.speed_bps = (current - first_bytes) / (now - first_time) if now > first_time and current > first_bytes else 0.0
+        job.speed_bps = (
+            (current - first_bytes) / (now - first_time) if now > first_time and current > first_bytes else 0.0
+        )
         phases = {t.status for t in job.transfers}
         if job.status in ("downloading", "stalled", "retrying"):
             job.status = next((p for p in ("stalled", "retrying") if p in phases), "downloading")

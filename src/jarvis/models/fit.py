@@ -113,8 +113,9 @@ def _probe_size(url: str, *, public_only: bool) -> int | None:
             "event_hooks": {"request": [lambda request: check_public_url(str(request.url))]},
         }
     try:
-        with httpx.Client(follow_redirects=True, timeout=PROBE_TIMEOUT, headers={"Accept-Encoding": "identity"},
-                          **options) as client:
+        with httpx.Client(
+            follow_redirects=True, timeout=PROBE_TIMEOUT, headers={"Accept-Encoding": "identity"}, **options
+        ) as client:
             response = client.head(url)
     except (httpx.HTTPError, JarvisError, OSError):
         return None

@@ -65,7 +65,7 @@ class HashFeed:
                 self._ring = memoryview(bytearray(self.size))
             self._writer = me
             at = offset % self.size
-            return self._ring[at: at + min(free, self.size - at)]
+            return self._ring[at : at + min(free, self.size - at)]
 
     def commit(self, offset: int, count: int) -> None:
         """`count` bytes for `offset` were received into what `space` lent and are in the file.
@@ -94,7 +94,7 @@ class HashFeed:
                 return None
             at = offset % self.size
             assert self._ring is not None  # bytes are held, so it was written
-            return self._ring[at: at + min(self.held, end - offset, self.size - at)]
+            return self._ring[at : at + min(self.held, end - offset, self.size - at)]
 
     def consumed(self, count: int) -> None:
         """The hasher is done with `count` bytes from `peek`: their room is free again."""

@@ -69,8 +69,11 @@ class Http11Transport(httpx.BaseTransport):
             response.status,
             headers=headers,
             stream=body,
-            extensions={"http_version": b"HTTP/1.0" if response.version == 10 else b"HTTP/1.1",
-                        "reason_phrase": response.reason.encode("latin-1", "replace"), READINTO: body.readinto},
+            extensions={
+                "http_version": b"HTTP/1.0" if response.version == 10 else b"HTTP/1.1",
+                "reason_phrase": response.reason.encode("latin-1", "replace"),
+                READINTO: body.readinto,
+            },
         )
 
     def close(self) -> None:
@@ -160,7 +163,9 @@ class _Connection(http.client.HTTPConnection):
         """Send `request`, read the response head; the body is left to `_Body`."""
         try:
             self.sock.settimeout(timeouts.get("write"))
-            self.putrequest(request.method, request.url.raw_path.decode("ascii"), skip_host=True, skip_accept_encoding=True)
+            self.putrequest(
+                request.method, request.url.raw_path.decode("ascii"), skip_host=True, skip_accept_encoding=True
+            )
             for name, value in request.headers.raw:  # Host and Accept-Encoding among them
                 self.putheader(name, value)
             self.endheaders(request.read() or None)
@@ -205,8 +210,13 @@ class _Connection(http.client.HTTPConnection):
 
 
 class _Body(httpx.SyncByteStream):
-    def __init__(self, transport: Http11Transport, connection: _Connection, response: http.client.HTTPResponse,
-                 request: httpx.Request) -> None:
+    def __init__(
+        self,
+        transport: Http11Transport,
+        connection: _Connection,
+        response: http.client.HTTPResponse,
+        request: httpx.Request,
+    ) -> None:
         self._transport, self._connection, self._response, self._request = transport, connection, response, request
         self._left = response.length  # of a Content-Length; None: chunked, or until the server closes
         self._tls = isinstance(connection.opened, ssl.SSLSocket)
@@ -234,8 +244,9 @@ class _Body(httpx.SyncByteStream):
                 self._left -= count
             return count
         if self._left:
-            raise httpx.RemoteProtocolError("peer closed connection without sending complete message body",
-                                            request=self._request)
+            raise httpx.RemoteProtocolError(
+                "peer closed connection without sending complete message body", request=self._request
+            )
         self._complete = True
         return 0
 

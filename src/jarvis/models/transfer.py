@@ -368,7 +368,9 @@ class Transfer:
                     except _Retry as retry:
                         failures = 0 if segment.done > before else failures + 1
                         if failures >= self.options.max_failures:
-                            self._fail(UpstreamError(f"download of {self.remote.file} failed {failures} times: {retry}"))
+                            self._fail(
+                                UpstreamError(f"download of {self.remote.file} failed {failures} times: {retry}")
+                            )
                             return
                         self.phase = retry.phase
                         delay = retry.delay if retry.delay is not None else self._backoff(failures)
@@ -384,7 +386,11 @@ class Transfer:
                     except OSError as exc:  # writing the partial file failed
                         if not self.cancel.is_set():
                             full = exc.errno == errno.ENOSPC
-                            self._fail(InsufficientStorage(f"the disk is full while writing {self.remote.file}") if full else exc)
+                            self._fail(
+                                InsufficientStorage(f"the disk is full while writing {self.remote.file}")
+                                if full
+                                else exc
+                            )
                         return
                     except BaseException as exc:
                         if not self.cancel.is_set():
@@ -439,7 +445,9 @@ class Transfer:
                     position += count
                     self._advance(segment, count)
         except httpx.TimeoutException as exc:
-            raise _Retry(f"no data for {self.options.stall_timeout:.0f}s ({type(exc).__name__})", phase="stalled") from exc
+            raise _Retry(
+                f"no data for {self.options.stall_timeout:.0f}s ({type(exc).__name__})", phase="stalled"
+            ) from exc
         except httpx.TransportError as exc:
             if self.cancel.is_set():
                 raise TransferCancelled() from exc
@@ -464,9 +472,13 @@ class Transfer:
             raise NotFound(f"{self.remote.file}: the server has no such file")
         if status in (401, 403):
             # which it is: 401 no or a bad token (private, or gated without one), 403 a token without access (gated)
-            reason = response.headers.get("x-error-message") or ("credentials missing or refused" if status == 401 else "access denied")
-            raise UpstreamAuthError(f"{self.remote.file}: the server refused access ({status}: {reason})",
-                                    details={"upstream_status": status})
+            reason = response.headers.get("x-error-message") or (
+                "credentials missing or refused" if status == 401 else "access denied"
+            )
+            raise UpstreamAuthError(
+                f"{self.remote.file}: the server refused access ({status}: {reason})",
+                details={"upstream_status": status},
+            )
         if status == 416 or status == 501:
             raise _RangeUnsupported(f"the server refused a Range request ({status})")
         if status == 429 or status >= 500:
@@ -481,8 +493,14 @@ class Transfer:
         if status == 206:
             match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", "").strip())
             expected_last = None if segment.end is None else segment.end - 1
-            if not match or int(match.group(1)) != position or (expected_last is not None and int(match.group(2)) != expected_last):
-                raise _RangeUnsupported(f"the server answered a Range request with {response.headers.get('content-range')!r}")
+            if (
+                not match
+                or int(match.group(1)) != position
+                or (expected_last is not None and int(match.group(2)) != expected_last)
+            ):
+                raise _RangeUnsupported(
+                    f"the server answered a Range request with {response.headers.get('content-range')!r}"
+                )
             total = None if match.group(3) == "*" else int(match.group(3))
         else:
             if ranged and position > 0:
@@ -579,7 +597,9 @@ class Transfer:
         digest = sha.hexdigest()
         if self.remote.digest and self.remote.digest.split("-", 1)[-1].split(":", 1)[-1] != digest:
             self.discard()
-            raise VerificationError(f"{self.remote.file}: sha256 {digest} does not match the published {self.remote.digest}")
+            raise VerificationError(
+                f"{self.remote.file}: sha256 {digest} does not match the published {self.remote.digest}"
+            )
         return digest
 
 

@@ -127,8 +127,12 @@ class PluginManager:
         self.records[plugin_id] = record
 
     def _capabilities(self, plugin_id: str) -> builtins.list[str]:
-        names = {"jarvis_commands": "commands", "jarvis_tools": "tools",
-                 "jarvis_before_message": "before_message", "jarvis_after_answer": "after_answer"}
+        names = {
+            "jarvis_commands": "commands",
+            "jarvis_tools": "tools",
+            "jarvis_before_message": "before_message",
+            "jarvis_after_answer": "after_answer",
+        }
         found = []
         for hook in _HOOKS:
             if any(impl.plugin_name == plugin_id for impl in getattr(self.pm.hook, hook).get_hookimpls()):

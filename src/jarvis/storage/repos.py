@@ -21,7 +21,12 @@ async def create_session(
 ) -> ChatSession:
     now = utcnow()
     row = ChatSession(
-        title=title or "New chat", user_id=user_id, model=model, system_prompt=system_prompt, created_at=now, updated_at=now
+        title=title or "New chat",
+        user_id=user_id,
+        model=model,
+        system_prompt=system_prompt,
+        created_at=now,
+        updated_at=now,
     )
     if session_id:
         row.id = session_id
@@ -40,7 +45,11 @@ async def list_sessions(
     mine = ChatSession.user_id == user_id
     total = await db.scalar(select(func.count()).select_from(ChatSession).where(mine))
     rows = await db.scalars(
-        select(ChatSession).where(mine).order_by(ChatSession.updated_at.desc(), ChatSession.id).limit(limit).offset(offset)
+        select(ChatSession)
+        .where(mine)
+        .order_by(ChatSession.updated_at.desc(), ChatSession.id)
+        .limit(limit)
+        .offset(offset)
     )
     return rows.all(), int(total or 0)
 
@@ -68,16 +77,16 @@ async def touch_session(db: AsyncSession, session_id: str) -> None:
 
 async def add_message(db: AsyncSession, *, session_id: str, role: str, content: str, **fields) -> ChatMessage:
     now = utcnow()
-    row = ChatMessage(
-        session_id=session_id, role=role, content=content, created_at=now, updated_at=now, **fields
-    )
+    row = ChatMessage(session_id=session_id, role=role, content=content, created_at=now, updated_at=now, **fields)
     db.add(row)
     await db.flush()
     return row
 
 
 async def update_message(db: AsyncSession, message_id: str, **fields) -> None:
-    await db.execute(update(ChatMessage).where(ChatMessage.id == message_id).values(**{"updated_at": utcnow(), **fields}))
+    await db.execute(
+        update(ChatMessage).where(ChatMessage.id == message_id).values(**{"updated_at": utcnow(), **fields})
+    )
 
 
 async def list_messages(db: AsyncSession, session_id: str) -> Sequence[ChatMessage]:

@@ -115,7 +115,9 @@ async def events(
     admin: AdminDep,
     types: Annotated[
         str | None,
-        Query(max_length=2000, description="comma list of types or prefixes, e.g. `download,model.loaded`; all if absent"),
+        Query(
+            max_length=2000, description="comma list of types or prefixes, e.g. `download,model.loaded`; all if absent"
+        ),
     ] = None,
     log_level: Annotated[
         str | None, Query(max_length=16, description="also stream log records at or above this level")

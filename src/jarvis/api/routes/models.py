@@ -52,20 +52,41 @@ async def available_models(services: ServicesDep) -> dict:
     for _key, entry in load_catalog().items():
         names = [m.name for m in installed if m.name == entry.key or m.name.startswith(f"{entry.key}:")]
         job = services.downloads.find(entry.key)
-        item = {"id": entry.key, "model_key": entry.key, "source": entry.source, "repo": entry.repo,
-                "description": entry.description, "installed": names,
-                **entry.info(), "fits": fits(entry, services.settings)}
+        item = {
+            "id": entry.key,
+            "model_key": entry.key,
+            "source": entry.source,
+            "repo": entry.repo,
+            "description": entry.description,
+            "installed": names,
+            **entry.info(),
+            "fits": fits(entry, services.settings),
+        }
         entries.append(_with_status(item, bool(names), job))
     catalogued = {n for e in entries for n in e["installed"]}
     for manifest in installed:
         if manifest.name not in catalogued:
-            item = {"id": manifest.name, "model_key": manifest.name, "source": manifest.source,
-                    "repo": manifest.repo, "description": None, "installed": [manifest.name]}
+            item = {
+                "id": manifest.name,
+                "model_key": manifest.name,
+                "source": manifest.source,
+                "repo": manifest.repo,
+                "description": None,
+                "installed": [manifest.name],
+            }
             entries.append(_with_status(item, True, None))
     for job in reversed(list(services.downloads.jobs.values())):  # newest first: a retry hides its failure
-        if job.status != "completed" and not any(job.model_key == e["model_key"] or job.name in e["installed"] for e in entries):
-            item = {"id": job.name, "model_key": job.model_key, "source": job.plan.source,
-                    "repo": job.plan.repo, "description": None, "installed": []}
+        if job.status != "completed" and not any(
+            job.model_key == e["model_key"] or job.name in e["installed"] for e in entries
+        ):
+            item = {
+                "id": job.name,
+                "model_key": job.model_key,
+                "source": job.plan.source,
+                "repo": job.plan.repo,
+                "description": None,
+                "installed": [],
+            }
             entries.append(_with_status(item, False, job))
     return {"models": entries}
 
@@ -107,8 +128,10 @@ async def variants(
         wanted = [v for v in found if (v["quantization"] or "").upper() == quantization.upper()]
         if not wanted:
             available = [v["quantization"] for v in found]
-            raise ModelNotFound(f"{model_key} has no {quantization} variant; available: {', '.join(map(str, available))}",
-                                details={"available": available})
+            raise ModelNotFound(
+                f"{model_key} has no {quantization} variant; available: {', '.join(map(str, available))}",
+                details={"available": available},
+            )
         found = wanted
     return {"model_key": model_key, "variants": found}
 

@@ -113,9 +113,15 @@ def _now() -> str:
 def _options(options: Options | None, fmt: object) -> dict:
     options = options or Options()
     limit = options.num_predict if options.num_predict and options.num_predict > 0 else None
-    return {"temperature": options.temperature, "top_p": options.top_p, "seed": options.seed,
-            "max_tokens": limit, "stop": options.stop or None, "json_mode": fmt is not None and fmt != "",
-            "sampling": {name: value for name in SAMPLING_FIELDS if (value := getattr(options, name)) is not None}}
+    return {
+        "temperature": options.temperature,
+        "top_p": options.top_p,
+        "seed": options.seed,
+        "max_tokens": limit,
+        "stop": options.stop or None,
+        "json_mode": fmt is not None and fmt != "",
+        "sampling": {name: value for name in SAMPLING_FIELDS if (value := getattr(options, name)) is not None},
+    }
 
 
 def _statistics(message: ChatMessage, usage: Usage | None, started: float) -> dict:
@@ -150,8 +156,11 @@ async def _answer(reply: Reply, model: str, *, stream: bool, field: str) -> Resp
         return {"model": model, "created_at": _now(), field: content, "done": False}
 
     def final(event: Finished) -> dict:
-        data = {**piece("" if stream else event.message.content), "done": True,
-                **_statistics(event.message, event.usage, started)}
+        data = {
+            **piece("" if stream else event.message.content),
+            "done": True,
+            **_statistics(event.message, event.usage, started),
+        }
         if field == "message" and event.tool_calls:
             data["message"]["tool_calls"] = _tool_calls(event.tool_calls)
         return data
@@ -180,24 +189,44 @@ async def _answer(reply: Reply, model: str, *, stream: bool, field: str) -> Resp
 async def chat(body: ChatRequest, services: ServicesDep, user: UserDep, session: SessionHeader = None) -> Response:
     if not body.messages:  # Ollama: an empty chat loads the model
         services.engines.route(body.model)
-        return JSONResponse({"model": body.model, "created_at": _now(), "message": {"role": "assistant", "content": ""},
-                             "done_reason": "load", "done": True})
+        return JSONResponse(
+            {
+                "model": body.model,
+                "created_at": _now(),
+                "message": {"role": "assistant", "content": ""},
+                "done_reason": "load",
+                "done": True,
+            }
+        )
     if any(m.images for m in body.messages):
         raise InvalidInput("images are not supported by this server's models")
     conversation = []
     for message in body.messages:
         item: dict[str, Any] = {"role": message.role, "content": message.content}
         if message.tool_calls:
-            item["tool_calls"] = [{"id": f"call_{i}", "type": "function",
-                                   "function": {"name": c.get("function", {}).get("name", ""),
-                                                "arguments": json.dumps(c.get("function", {}).get("arguments", {}))}}
-                                  for i, c in enumerate(message.tool_calls)]
+            item["tool_calls"] = [
+                {
+                    "id": f"call_{i}",
+                    "type": "function",
+                    "function": {
+                        "name": c.get("function", {}).get("name", ""),
+                        "arguments": json.dumps(c.get("function", {}).get("arguments", {})),
+                    },
+                }
+                for i, c in enumerate(message.tool_calls)
+            ]
         conversation.append(item)
     text, conversation = split_conversation(conversation)
     reply = await services.chat.prepare(
-        text, session_id=session, create_missing=True, model=body.model, conversation=conversation,
+        text,
+        session_id=session,
+        create_missing=True,
+        model=body.model,
+        conversation=conversation,
         persist=session is not None,
-        user=user, client_tools=body.tools or None, **_options(body.options, body.format),
+        user=user,
+        client_tools=body.tools or None,
+        **_options(body.options, body.format),
     )
     return await _answer(reply, body.model, stream=body.stream, field="message")
 
@@ -212,16 +241,23 @@ async def generate(
         engine, name = services.engines.route(body.model)
         if engine is services.engines.local:
             await services.engines.local.load(name)
-        return JSONResponse({"model": body.model, "created_at": _now(), "response": "", "done": True, "done_reason": "load"})
+        return JSONResponse(
+            {"model": body.model, "created_at": _now(), "response": "", "done": True, "done_reason": "load"}
+        )
     if body.raw:
         return await _raw(body, services)
     conversation = ([{"role": "system", "content": body.system}] if body.system else []) + [
         {"role": "user", "content": body.prompt}
     ]
     reply = await services.chat.prepare(
-        body.prompt, session_id=session, create_missing=True, model=body.model, conversation=conversation,
+        body.prompt,
+        session_id=session,
+        create_missing=True,
+        model=body.model,
+        conversation=conversation,
         persist=session is not None,
-        user=user, **_options(body.options, body.format),
+        user=user,
+        **_options(body.options, body.format),
     )
     return await _answer(reply, body.model, stream=body.stream, field="response")
 
@@ -243,12 +279,20 @@ async def _raw(body: GenerateRequest, services: Services) -> Response:
             if chunk.finish_reason:
                 usage = chunk.usage
                 total = time.perf_counter() - started
-                yield {"model": body.model, "created_at": _now(), "response": "", "done": True,
-                       "done_reason": FINISH_REASONS.get(chunk.finish_reason, "stop"), "total_duration": int(total * 1e9),
-                       "load_duration": 0, "prompt_eval_count": usage.prompt_tokens if usage else 0,
-                       "eval_count": usage.completion_tokens if usage else 0}
+                yield {
+                    "model": body.model,
+                    "created_at": _now(),
+                    "response": "",
+                    "done": True,
+                    "done_reason": FINISH_REASONS.get(chunk.finish_reason, "stop"),
+                    "total_duration": int(total * 1e9),
+                    "load_duration": 0,
+                    "prompt_eval_count": usage.prompt_tokens if usage else 0,
+                    "eval_count": usage.completion_tokens if usage else 0,
+                }
 
     if body.stream:
+
         async def lines() -> AsyncIterator[bytes]:
             async for item in pieces():
                 yield _line(item)
@@ -263,17 +307,28 @@ async def _raw(body: GenerateRequest, services: Services) -> Response:
 def _details(manifest: Manifest) -> dict:
     params = manifest.parameter_count or 0
     size = f"{params / 1e9:.1f}B" if params >= 1e9 else f"{params / 1e6:.2f}M"
-    return {"parent_model": "", "format": manifest.format, "family": manifest.family or "",
-            "families": [manifest.family] if manifest.family else None,
-            "parameter_size": size, "quantization_level": manifest.quantization or ""}
+    return {
+        "parent_model": "",
+        "format": manifest.format,
+        "family": manifest.family or "",
+        "families": [manifest.family] if manifest.family else None,
+        "parameter_size": size,
+        "quantization_level": manifest.quantization or "",
+    }
 
 
 def _listing(manifest: Manifest, services: Services) -> dict:
     """An installed model as Ollama lists it, with its capabilities (a base model has only
     `completion`); reads the file's header once, so call it off the event loop."""
-    return {"name": manifest.name, "model": manifest.name, "modified_at": manifest.installed_at,
-            "size": manifest.size, "digest": manifest.digest.removeprefix("sha256-"), "details": _details(manifest),
-            "capabilities": capabilities(services.store, manifest)}
+    return {
+        "name": manifest.name,
+        "model": manifest.name,
+        "modified_at": manifest.installed_at,
+        "size": manifest.size,
+        "digest": manifest.digest.removeprefix("sha256-"),
+        "details": _details(manifest),
+        "capabilities": capabilities(services.store, manifest),
+    }
 
 
 @router.get("/tags")
@@ -288,8 +343,17 @@ async def ps(services: ServicesDep) -> dict:
     if manifest is None or loaded is None:
         return {"models": []}
     listing = await asyncio.to_thread(_listing, manifest, services)
-    return {"models": [{**listing, "expires_at": "0001-01-01T00:00:00Z", "size_vram": 0,
-                        "context_length": loaded.n_ctx, "slots": services.engines.local.slots()}]}
+    return {
+        "models": [
+            {
+                **listing,
+                "expires_at": "0001-01-01T00:00:00Z",
+                "size_vram": 0,
+                "context_length": loaded.n_ctx,
+                "slots": services.engines.local.slots(),
+            }
+        ]
+    }
 
 
 @router.post("/show")
@@ -297,8 +361,11 @@ async def show(body: ModelRequest, services: ServicesDep) -> dict:
     manifest = _installed(services, body.key)
     found = await asyncio.to_thread(capabilities, services.store, manifest)
     template = await asyncio.to_thread(chat_template, services.store, manifest)
-    info = {"general.architecture": manifest.family, "general.parameter_count": manifest.parameter_count,
-            "general.quantization": manifest.quantization}
+    info = {
+        "general.architecture": manifest.family,
+        "general.parameter_count": manifest.parameter_count,
+        "general.quantization": manifest.quantization,
+    }
     if manifest.family:
         info[f"{manifest.family}.context_length"] = manifest.context_length
     return {
@@ -352,13 +419,25 @@ async def pull(body: ModelRequest, services: ServicesDep) -> Any:  # a Streaming
             while True:
                 if snapshot["status"] in ("downloading", "stalled", "retrying", "queued"):
                     verifying = False
-                    yield _line({"status": label, "digest": digest or "", "total": snapshot["total_bytes"] or 0,
-                                 "completed": snapshot["downloaded_bytes"]})
+                    yield _line(
+                        {
+                            "status": label,
+                            "digest": digest or "",
+                            "total": snapshot["total_bytes"] or 0,
+                            "completed": snapshot["downloaded_bytes"],
+                        }
+                    )
                 elif snapshot["status"] in ("verifying", "completed") and not verifying:
                     verifying = True
                     if remote:
-                        yield _line({"status": label, "digest": digest or "", "total": snapshot["total_bytes"] or 0,
-                                     "completed": snapshot["total_bytes"] or 0})
+                        yield _line(
+                            {
+                                "status": label,
+                                "digest": digest or "",
+                                "total": snapshot["total_bytes"] or 0,
+                                "completed": snapshot["total_bytes"] or 0,
+                            }
+                        )
                     yield _line({"status": "verifying sha256 digest"})
                 if snapshot["status"] == "completed":
                     yield _line({"status": "writing manifest"})
@@ -384,8 +463,13 @@ async def embed(body: EmbedRequest, services: ServicesDep) -> dict:
     started = time.perf_counter()
     engine, engine_model = await services.engines.check(body.model)
     vectors, tokens = await engine.embed(engine_model, texts)
-    return {"model": body.model, "embeddings": vectors, "total_duration": int((time.perf_counter() - started) * 1e9),
-            "load_duration": 0, "prompt_eval_count": tokens}
+    return {
+        "model": body.model,
+        "embeddings": vectors,
+        "total_duration": int((time.perf_counter() - started) * 1e9),
+        "load_duration": 0,
+        "prompt_eval_count": tokens,
+    }
 
 
 @router.post("/embeddings")

@@ -99,8 +99,10 @@ class EmbeddingRequest(BaseModel):
 def _conversation(messages: list[Message]) -> list[dict]:
     converted = []
     for message in messages:
-        item: dict[str, Any] = {"role": "system" if message.role == "developer" else message.role,
-                                "content": text_of(message.content)}
+        item: dict[str, Any] = {
+            "role": "system" if message.role == "developer" else message.role,
+            "content": text_of(message.content),
+        }
         if message.tool_calls:
             item["tool_calls"] = message.tool_calls
         if message.tool_call_id:
@@ -112,8 +114,14 @@ def _conversation(messages: list[Message]) -> list[dict]:
 def _usage(usage: Usage | None) -> dict:
     prompt = (usage.prompt_tokens if usage else None) or 0
     completion = (usage.completion_tokens if usage else None) or 0
-    shaped: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-    if usage is not None and usage.cached_tokens is not None:  # prompt tokens read from the cache, as OpenAI reports them
+    shaped: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    if (
+        usage is not None and usage.cached_tokens is not None
+    ):  # prompt tokens read from the cache, as OpenAI reports them
         shaped["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
     return shaped
 
@@ -121,15 +129,20 @@ def _usage(usage: Usage | None) -> dict:
 def _tool_calls(calls: list[dict] | None) -> list[dict] | None:
     if not calls:
         return None
-    return [{"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
-            for c in calls]
+    return [
+        {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
+        for c in calls
+    ]
 
 
 @router.get("/models")
 async def list_models(services: ServicesDep) -> dict:
     created = int(services.started_at)
     models = await services.engines.list_models()
-    return {"object": "list", "data": [{"id": m.name, "object": "model", "created": created, "owned_by": m.engine} for m in models]}
+    return {
+        "object": "list",
+        "data": [{"id": m.name, "object": "model", "created": created, "owned_by": m.engine} for m in models],
+    }
 
 
 @router.get("/models/{model_id:path}")
@@ -177,8 +190,14 @@ async def chat_completions(
         "object": "chat.completion",
         "created": created,
         "model": body.model,
-        "choices": [{"index": 0, "message": message, "logprobs": None,
-                     "finish_reason": FINISH_REASONS.get(outcome.message.finish_reason or "stop", "stop")}],
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": FINISH_REASONS.get(outcome.message.finish_reason or "stop", "stop"),
+            }
+        ],
         "usage": _usage(outcome.usage),
         "system_fingerprint": None,
     }
@@ -188,9 +207,15 @@ async def _chat_stream(
     reply: Reply, completion_id: str, created: int, model: str, include_usage: bool
 ) -> AsyncIterator[dict]:
     def chunk(delta: dict, finish: str | None = None, **extra: Any) -> dict:
-        data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "system_fingerprint": None,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **extra}
+        data = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": None,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            **extra,
+        }
         return {"data": json.dumps(data)}
 
     async for event in reply.events():
@@ -204,8 +229,14 @@ async def _chat_stream(
                 yield chunk({"tool_calls": calls})
             yield chunk({}, FINISH_REASONS.get(event.message.finish_reason or "stop", "stop"))
             if include_usage:
-                data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                        "choices": [], "usage": _usage(event.usage)}
+                data = {
+                    "id": completion_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [],
+                    "usage": _usage(event.usage),
+                }
                 yield {"data": json.dumps(data)}
         elif isinstance(event, Failed):
             yield {"data": json.dumps({"error": {"message": event.error, "type": "server_error", "code": event.code}})}
@@ -214,22 +245,36 @@ async def _chat_stream(
 
 
 @router.post("/completions")
-async def completions(body: CompletionRequest, services: ServicesDep) -> Any:  # an EventSourceResponse or the completion
+async def completions(
+    body: CompletionRequest, services: ServicesDep
+) -> Any:  # an EventSourceResponse or the completion
     prompt = body.prompt if isinstance(body.prompt, str) else "".join(body.prompt)
     engine, engine_model, options = await services.chat.prepare_completion(
-        body.model, prompt, max_tokens=body.limit or 16, temperature=body.temperature, top_p=body.top_p,
-        seed=body.seed, stop=body.stops, **body.sampling,
+        body.model,
+        prompt,
+        max_tokens=body.limit or 16,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        seed=body.seed,
+        stop=body.stops,
+        **body.sampling,
     )
     completion_id, created = f"cmpl-{uuid.uuid4().hex}", int(time.time())
 
     def shaped(text: str, finish: str | None, usage: Usage | None = None) -> dict:
-        data = {"id": completion_id, "object": "text_completion", "created": created, "model": body.model,
-                "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]}
+        data = {
+            "id": completion_id,
+            "object": "text_completion",
+            "created": created,
+            "model": body.model,
+            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
+        }
         if usage is not None:
             data["usage"] = _usage(usage)
         return data
 
     if body.stream:
+
         async def stream() -> AsyncIterator[dict]:
             async for piece in engine.complete(engine_model, prompt, options):
                 if piece.text:
@@ -255,7 +300,9 @@ async def embeddings(body: EmbeddingRequest, services: ServicesDep) -> dict:
     engine, engine_model = await services.engines.check(body.model)
     vectors, tokens = await engine.embed(engine_model, texts)
     if body.dimensions is not None and body.dimensions != len(vectors[0]):
-        raise InvalidInput(f"{body.model} makes {len(vectors[0])}-dimensional embeddings; dimensions cannot change that")
+        raise InvalidInput(
+            f"{body.model} makes {len(vectors[0])}-dimensional embeddings; dimensions cannot change that"
+        )
     encoded: list[str] | list[list[float]]
     if body.encoding_format == "base64":  # what the official client asks for: little-endian float32
         encoded = [base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() for v in vectors]

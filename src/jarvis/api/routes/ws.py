@@ -120,7 +120,9 @@ class Connection:
             return await self.error("a message must be a JSON object with a 'type'")
         kind = raw.get("type")
         if kind not in _TYPES:
-            return await self.error(f"unknown message type {kind!r}; expected one of {', '.join(_TYPES)}", "unknown_type")
+            return await self.error(
+                f"unknown message type {kind!r}; expected one of {', '.join(_TYPES)}", "unknown_type"
+            )
         try:
             frame = _frames.validate_python(raw)
         except ValidationError as exc:
@@ -243,8 +245,13 @@ class Connection:
                             )
                     elif isinstance(event, Queued):
                         if streaming:  # waiting for a free slot; 1: next
-                            await self.send({"type": "queued", "position": event.position,
-                                             "session_id": started.session_id if started else None})
+                            await self.send(
+                                {
+                                    "type": "queued",
+                                    "position": event.position,
+                                    "session_id": started.session_id if started else None,
+                                }
+                            )
                     elif isinstance(event, Finished | Failed):
                         assert started is not None  # a reply starts before it ends
                         await self.finish(frame, started, event)
@@ -259,7 +266,9 @@ class Connection:
 
     async def finish(self, frame: WsChatMessage | WsChat, started: Started, event: Finished | Failed) -> None:
         if isinstance(event, Failed):
-            await self.send({"type": "error", "error": event.error, "code": event.code, "message_id": started.message_id})
+            await self.send(
+                {"type": "error", "error": event.error, "code": event.code, "message_id": started.message_id}
+            )
             return
         frame_out = self.end_frame(frame, started, event.message.content, "complete")
         frame_out["usage"] = usage_dict(event.usage)

@@ -28,6 +28,7 @@ from jarvis.errors import JarvisError
 
 log = logging.getLogger(__name__)
 
+
 class EngineFailure(JarvisError):
     status_code = 500
     code = "engine_error"
@@ -100,9 +101,14 @@ class Batcher:
     def stats(self) -> dict:
         busy = sum(1 for slot in self.slots if slot.job is not None)
         cached = sum(len(slot.tokens) for slot in self.slots)
-        return {"total": len(self.slots), "busy": busy, "queued": len(self.waiting),
-                "tokens_per_slot": self.runtime.n_ctx, "cached_tokens": cached,
-                "cache_use": round(cached / (len(self.slots) * self.runtime.n_ctx), 4)}
+        return {
+            "total": len(self.slots),
+            "busy": busy,
+            "queued": len(self.waiting),
+            "tokens_per_slot": self.runtime.n_ctx,
+            "cached_tokens": cached,
+            "cache_use": round(cached / (len(self.slots) * self.runtime.n_ctx), 4),
+        }
 
     # --- the batch thread -------------------------------------------------------------
 
@@ -150,8 +156,12 @@ class Batcher:
         the same prompt again), else the one used longest ago (never-used slots first): a
         prefix shared with any conversation (the system prompt) does not take its slot."""
         if self.runtime.reuse_prefix:
-            own = [(n, slot) for slot in free if slot.prompt_size
-                   and (n := _common_prefix(slot.tokens, tokens)) >= min(slot.prompt_size, len(tokens) - 1)]
+            own = [
+                (n, slot)
+                for slot in free
+                if slot.prompt_size
+                and (n := _common_prefix(slot.tokens, tokens)) >= min(slot.prompt_size, len(tokens) - 1)
+            ]
             if own:
                 return max(own, key=lambda pair: pair[0])[1]
         return min(free, key=lambda slot: slot.used_at)

@@ -49,8 +49,9 @@ class Runtime:
         self.model.close()
 
 
-def plan_slots(meta: dict, path: Path, *, n_ctx: int, slots: int | None, memory_limit: int | None,
-               available: int) -> tuple[int, int]:
+def plan_slots(
+    meta: dict, path: Path, *, n_ctx: int, slots: int | None, memory_limit: int | None, available: int
+) -> tuple[int, int]:
     """(slots, tokens a slot) for a model: `slots` as asked, else DEFAULT_SLOTS halved until
     their cache fits SLOT_MEMORY_SHARE of the `available` memory. Raises ContextTooLarge
     when the asked-for slots do not fit `memory_limit`."""

@@ -62,8 +62,14 @@ class LlamaCppEngine:
     name = "llama_cpp"
 
     def __init__(
-        self, store: ModelStore, *, n_ctx: int = 4096, n_threads: int | None = None, max_queue: int | None = None,
-        parallel: int | None = None, memory_limit: int | None = None,
+        self,
+        store: ModelStore,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        max_queue: int | None = None,
+        parallel: int | None = None,
+        memory_limit: int | None = None,
     ) -> None:
         self.max_queue = max_queue
         self.parallel = parallel  # slots; None: DEFAULT_SLOTS, fewer where memory is short
@@ -100,9 +106,17 @@ class LlamaCppEngine:
             self.state = "loading"
             started = time.perf_counter()
             try:
-                slots, n_ctx = plan_slots(meta, path, n_ctx=self.n_ctx, slots=self.parallel,
-                                          memory_limit=self.memory_limit, available=psutil.virtual_memory().available)
-                runtime = await asyncio.to_thread(open_runtime, path, slots=slots, n_ctx=n_ctx, n_threads=self.n_threads)
+                slots, n_ctx = plan_slots(
+                    meta,
+                    path,
+                    n_ctx=self.n_ctx,
+                    slots=self.parallel,
+                    memory_limit=self.memory_limit,
+                    available=psutil.virtual_memory().available,
+                )
+                runtime = await asyncio.to_thread(
+                    open_runtime, path, slots=slots, n_ctx=n_ctx, n_threads=self.n_threads
+                )
             except Exception as exc:
                 self.state, self.last_error = "error", str(exc)
                 if isinstance(exc, JarvisError):
@@ -118,10 +132,23 @@ class LlamaCppEngine:
                 load_seconds=time.perf_counter() - started,
             )
             self.state, self.last_error = "ready", None
-            log.info("loaded %s in %.2fs (%d slots of %d tokens, prefix reuse %s)", name, self.loaded.load_seconds,
-                     runtime.slots, runtime.n_ctx, "on" if runtime.reuse_prefix else "off")
-            self._emit("model.loaded", {"model": name, "load_seconds": round(self.loaded.load_seconds, 3),
-                                        "context_length": runtime.n_ctx, "slots": runtime.slots})
+            log.info(
+                "loaded %s in %.2fs (%d slots of %d tokens, prefix reuse %s)",
+                name,
+                self.loaded.load_seconds,
+                runtime.slots,
+                runtime.n_ctx,
+                "on" if runtime.reuse_prefix else "off",
+            )
+            self._emit(
+                "model.loaded",
+                {
+                    "model": name,
+                    "load_seconds": round(self.loaded.load_seconds, 3),
+                    "context_length": runtime.n_ctx,
+                    "slots": runtime.slots,
+                },
+            )
             return self.loaded
 
     def _emit(self, kind: str, data: dict) -> None:
@@ -228,7 +255,12 @@ class LlamaCppEngine:
         return await asyncio.get_running_loop().run_in_executor(self._prompts, function, *args)
 
     def _request(
-        self, loaded: LoadedModel, tokens: list[int], options: GenerationOptions, *, stop: list[str] | None = None,
+        self,
+        loaded: LoadedModel,
+        tokens: list[int],
+        options: GenerationOptions,
+        *,
+        stop: list[str] | None = None,
         tools: list[dict] | None = None,
         raw: bool = False,
     ) -> Request:
@@ -316,8 +348,12 @@ class LlamaCppEngine:
 
         # Mean pooling: one vector a text (a GGUF without a pooling type would give one a token).
         return Llama(
-            model_path=str(path), n_ctx=n_ctx, n_threads=self.n_threads, embedding=True,
-            pooling_type=LLAMA_POOLING_TYPE_MEAN, verbose=False,
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=self.n_threads,
+            embedding=True,
+            pooling_type=LLAMA_POOLING_TYPE_MEAN,
+            verbose=False,
         )
 
     async def _close_embedder(self) -> None:

@@ -119,7 +119,9 @@ class Answer:
     """One answer's state while its slot generates: fed one sampled token at a time by the
     batch loop (batching.py), it decides whether the answer goes on and hands text out."""
 
-    def __init__(self, model: Any, n_ctx: int, vocab: Vocabulary, request: Request, emit: Callable[[str], None]) -> None:
+    def __init__(
+        self, model: Any, n_ctx: int, vocab: Vocabulary, request: Request, emit: Callable[[str], None]
+    ) -> None:
         grammar = None
         if request.json_mode:
             from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar

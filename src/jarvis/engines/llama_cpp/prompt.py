@@ -78,6 +78,11 @@ def _for_template(message: dict) -> dict:
     calls = []
     for call in message["tool_calls"]:
         function = call.get("function", call)
-        calls.append({**call, "type": "function",
-                      "function": {"name": function.get("name"), "arguments": tool_arguments(function.get("arguments"))}})
+        calls.append(
+            {
+                **call,
+                "type": "function",
+                "function": {"name": function.get("name"), "arguments": tool_arguments(function.get("arguments"))},
+            }
+        )
     return {**message, "tool_calls": calls}

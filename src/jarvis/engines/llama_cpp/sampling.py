@@ -49,7 +49,9 @@ GGUF_KEYS = {
 
 def model_defaults(gguf_metadata: dict, parameters: dict | None = None) -> dict:
     """The sampler settings a model brings: its GGUF keys, overridden by its Ollama params."""
-    found = {name: gguf_metadata[key] for name, key in GGUF_KEYS.items() if isinstance(gguf_metadata.get(key), int | float)}
+    found = {
+        name: gguf_metadata[key] for name, key in GGUF_KEYS.items() if isinstance(gguf_metadata.get(key), int | float)
+    }
     for name, value in (parameters or {}).items():
         if name in _NAMES and isinstance(value, int | float) and not isinstance(value, bool):
             found[name] = value
@@ -85,8 +87,11 @@ def build_sampler(model: Any, sampling: Sampling, *, n_ctx: int, grammar: Any = 
     last_n = n_ctx if sampling.repeat_last_n < 0 else sampling.repeat_last_n  # Ollama: -1 = the context
     if last_n and (sampling.repeat_penalty != 1.0 or sampling.presence_penalty or sampling.frequency_penalty):
         sampler.add_penalties(
-            n_vocab=model.n_vocab(), penalty_last_n=last_n, penalty_repeat=sampling.repeat_penalty,
-            penalty_freq=sampling.frequency_penalty, penalty_present=sampling.presence_penalty,
+            n_vocab=model.n_vocab(),
+            penalty_last_n=last_n,
+            penalty_repeat=sampling.repeat_penalty,
+            penalty_freq=sampling.frequency_penalty,
+            penalty_present=sampling.presence_penalty,
         )
     if grammar is not None:
         sampler.add_grammar(model, grammar)

@@ -98,7 +98,11 @@ def _json_first(text: str) -> bool:
 
 def _could_open_json(text: str) -> bool:
     """Whether more text may still show `text` to open with JSON (nothing yet, or a fence line)."""
-    return not text or "```".startswith(text[:3]) and (len(text) < 3 or "\n" not in text or not text.partition("\n")[2].strip())
+    return (
+        not text
+        or "```".startswith(text[:3])
+        and (len(text) < 3 or "\n" not in text or not text.partition("\n")[2].strip())
+    )
 
 
 def parse_tool_calls(text: str, offered: set[str]) -> tuple[list[dict], list[str]]:

@@ -69,10 +69,12 @@ class HuggingFace:
                 ) from exc
             if exc.details.get("upstream_status") == 403:
                 raise UpstreamAuthError(
-                    f"{what} is gated: accept its terms on the Hub with the account whose token is set", details=exc.details
+                    f"{what} is gated: accept its terms on the Hub with the account whose token is set",
+                    details=exc.details,
                 ) from exc
             raise UpstreamAuthError(
-                f"{what} does not exist, or the token set in HUGGINGFACE_TOKEN has no access to it (401)", details=exc.details
+                f"{what} does not exist, or the token set in HUGGINGFACE_TOKEN has no access to it (401)",
+                details=exc.details,
             ) from exc
         if not isinstance(info, dict):
             raise UpstreamError(f"{what}: the repo listing is not a JSON object")
@@ -90,10 +92,14 @@ class HuggingFace:
             lfs = sibling.get("lfs") or {}
             digest = f"sha256-{lfs['sha256']}" if lfs.get("sha256") else None
             size = lfs.get("size") or sibling.get("size")
-            groups[quant].append(RemoteFile(file=name, url=self.resolve_url(repo, name), size=size, digest=digest, auth="hf"))
+            groups[quant].append(
+                RemoteFile(file=name, url=self.resolve_url(repo, name), size=size, digest=digest, auth="hf")
+            )
         variants = []
         for quant, files in groups.items():
-            split = sorted((f for f in files if split_part(f.file)), key=lambda f: (_split_base(f.file), split_part(f.file)))
+            split = sorted(
+                (f for f in files if split_part(f.file)), key=lambda f: (_split_base(f.file), split_part(f.file))
+            )
             singles = sorted((f for f in files if not split_part(f.file)), key=lambda f: f.file)
             if singles:
                 variants.append(Variant(quant, [singles[0]]))
@@ -143,12 +149,16 @@ class HuggingFace:
         if response.status_code not in (401, 403):
             return
         if self.token:
-            message = f"{repo} is gated and the token's account has not been granted access: accept its terms on the Hub"
+            message = (
+                f"{repo} is gated and the token's account has not been granted access: accept its terms on the Hub"
+            )
         else:
             message = f"{repo} is gated: accept its terms on the Hub, then set HUGGINGFACE_TOKEN (or HF_TOKEN) to that account's token"
         said = response.headers.get("x-error-message")
         status = response.status_code
-        raise UpstreamAuthError(f"{message} ({status}{f': {said}' if said else ''})", details={"upstream_status": status})
+        raise UpstreamAuthError(
+            f"{message} ({status}{f': {said}' if said else ''})", details={"upstream_status": status}
+        )
 
 
 def _plain_path(name: str) -> bool:

@@ -11,7 +11,9 @@ from jarvis.errors import NotFound, UpstreamAuthError, UpstreamError
 MAX_JSON_BYTES = 8 * 1024 * 1024  # a repo listing or manifest is far smaller; refuse a flood
 
 
-async def get_json(client: httpx.AsyncClient, url: str, *, what: str, headers: dict | None = None) -> tuple[dict | list, httpx.Response]:
+async def get_json(
+    client: httpx.AsyncClient, url: str, *, what: str, headers: dict | None = None
+) -> tuple[dict | list, httpx.Response]:
     """GET a JSON document of at most MAX_JSON_BYTES. Raises the service's errors."""
     try:
         async with client.stream("GET", url, headers=headers or {}) as response:
@@ -35,7 +37,11 @@ def raise_for_upstream(status: int, body: bytes, *, what: str) -> None:
     if status == 404:
         raise NotFound(f"{what}: not found")
     if status == 401:
-        raise UpstreamAuthError(f"{what}: the source wants credentials (private or missing) — {detail}", details={"upstream_status": 401})
+        raise UpstreamAuthError(
+            f"{what}: the source wants credentials (private or missing) — {detail}", details={"upstream_status": 401}
+        )
     if status == 403:
-        raise UpstreamAuthError(f"{what}: access denied (gated or forbidden) — {detail}", details={"upstream_status": 403})
+        raise UpstreamAuthError(
+            f"{what}: access denied (gated or forbidden) — {detail}", details={"upstream_status": 403}
+        )
     raise UpstreamError(f"{what}: the source answered {status}: {detail}")

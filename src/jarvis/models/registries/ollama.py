@@ -86,7 +86,9 @@ class OllamaRegistry:
             log.warning("ignoring the params layer of %s: bad digest or size", repo)
             return {}
         try:
-            response = await self.client.get(f"{self.base_url}/v2/{repo}/blobs/{digest}", headers=self.auth_headers(repo))
+            response = await self.client.get(
+                f"{self.base_url}/v2/{repo}/blobs/{digest}", headers=self.auth_headers(repo)
+            )
             body = response.content[: MAX_PARAMS_BYTES + 1]
             if response.status_code != 200 or hashlib.sha256(body).hexdigest() != match.group(1):
                 raise ValueError(f"answer {response.status_code}, or the bytes do not match the digest")
@@ -100,7 +102,9 @@ class OllamaRegistry:
 
     async def plan(self, ref: ModelRef) -> Plan:
         manifest = await self.manifest(ref.repo_name, ref.tag_name)
-        layers = [layer for layer in manifest["layers"] if isinstance(layer, dict) and layer.get("mediaType") == MODEL_LAYER]
+        layers = [
+            layer for layer in manifest["layers"] if isinstance(layer, dict) and layer.get("mediaType") == MODEL_LAYER
+        ]
         if len(layers) != 1:
             raise UpstreamError(f"the manifest of {ref.key} has {len(layers)} model layers, expected one")
         layer = layers[0]
@@ -111,7 +115,9 @@ class OllamaRegistry:
         if not isinstance(size, int) or size <= 0:
             raise UpstreamError(f"the manifest of {ref.key} gives no size for the model layer")
         name = ollama_model_name(ref.repo_name, ref.tag_name)
-        params = [layer for layer in manifest["layers"] if isinstance(layer, dict) and layer.get("mediaType") == PARAMS_LAYER]
+        params = [
+            layer for layer in manifest["layers"] if isinstance(layer, dict) and layer.get("mediaType") == PARAMS_LAYER
+        ]
         return Plan(
             parameters=await self._parameters(ref.repo_name, params[0]) if params else {},
             name=name,

@@ -42,7 +42,9 @@ def check_public_url(url: str) -> None:
     Raises InvalidInput, UpstreamError (the host does not resolve)."""
     parts = urlsplit(url)
     if parts.scheme.lower() != "https":
-        raise InvalidInput(f"plain {parts.scheme or 'scheme-less'} URLs are refused, use https ({url[:200]}); {_INSECURE_HINT}")
+        raise InvalidInput(
+            f"plain {parts.scheme or 'scheme-less'} URLs are refused, use https ({url[:200]}); {_INSECURE_HINT}"
+        )
     try:
         host, port = parts.hostname, parts.port or 443
     except ValueError as exc:

@@ -40,5 +40,12 @@ def jarvis_commands() -> list[Command]:
 @hookimpl
 def jarvis_tools() -> list[Tool]:
     keywords = ("time", "date", "today", "clock", "weekday", "uhr", "uhrzeit", "datum", "heute", "wochentag", "spät")
-    return [Tool("current_time", "The current local date and time in ISO 8601.", {"type": "object", "properties": {}},
-                 time_tool, keywords)]
+    return [
+        Tool(
+            "current_time",
+            "The current local date and time in ISO 8601.",
+            {"type": "object", "properties": {}},
+            time_tool,
+            keywords,
+        )
+    ]

@@ -71,6 +71,12 @@ def jarvis_commands() -> list[Command]:
 
 @hookimpl
 def jarvis_tools() -> list[Tool]:
-    return [Tool("system_info", "CPU, memory, disk and uptime of the machine JARVIS runs on.",
-                 {"type": "object", "properties": {}}, lambda _args, context: report(context),
-                 ("cpu", "memory", "ram", "disk", "uptime", "load", "speicher", "festplatte", "prozessor", "laufzeit"))]
+    return [
+        Tool(
+            "system_info",
+            "CPU, memory, disk and uptime of the machine JARVIS runs on.",
+            {"type": "object", "properties": {}},
+            lambda _args, context: report(context),
+            ("cpu", "memory", "ram", "disk", "uptime", "load", "speicher", "festplatte", "prozessor", "laufzeit"),
+        )
+    ]

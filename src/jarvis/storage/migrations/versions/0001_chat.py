@@ -3,6 +3,7 @@
 Revision ID: 0001_chat
 Revises:
 """
+
 import sqlalchemy as sa
 from alembic import op
 

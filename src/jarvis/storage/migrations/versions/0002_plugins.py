@@ -3,6 +3,7 @@
 Revision ID: 0002_plugins
 Revises: 0001_chat
 """
+
 import sqlalchemy as sa
 from alembic import op
 

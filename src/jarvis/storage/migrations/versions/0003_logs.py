@@ -3,6 +3,7 @@
 Revision ID: 0003_logs
 Revises: 0002_plugins
 """
+
 import sqlalchemy as sa
 from alembic import op
 

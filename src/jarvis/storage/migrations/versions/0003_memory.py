@@ -7,6 +7,7 @@ English, and no single language's stemmer or stop words suit both) with a GIN in
 Revision ID: 0003_memory
 Revises: 0002_plugins
 """
+
 import sqlalchemy as sa
 from alembic import op
 

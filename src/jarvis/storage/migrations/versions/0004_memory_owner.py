@@ -5,6 +5,7 @@ Memories stored before this revision belong to "default" (the one user there was
 Revision ID: 0004_memory_owner
 Revises: 0003_memory
 """
+
 import sqlalchemy as sa
 from alembic import op
 
