@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from platformdirs import user_data_dir
@@ -33,10 +33,11 @@ class Settings(BaseSettings):
     @classmethod
     def build(cls, *, env_file: str | None = ".env", **fields) -> Settings:
         """Settings with some fields given by their Python names (the rest from the environment)."""
-        by_alias = {}
+        by_alias: dict[str, Any] = {}
         for name, value in fields.items():
             alias = cls.model_fields[name].validation_alias
-            by_alias[alias.choices[0] if isinstance(alias, AliasChoices) else name] = value
+            first = alias.choices[0] if isinstance(alias, AliasChoices) else name
+            by_alias[first if isinstance(first, str) else name] = value
         return cls(_env_file=env_file, **by_alias)
 
     host: str = Field("127.0.0.1", validation_alias=AliasChoices("JARVIS_HOST", "API_HOST"))

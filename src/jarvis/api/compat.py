@@ -4,7 +4,7 @@ service's conversation."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from fastapi import Request, Response
@@ -51,7 +51,7 @@ def _declared_json(request: Request) -> Request:
     return Request({**request.scope, "headers": [*headers, (b"content-type", b"application/json")]}, request.receive)
 
 
-def _describe(errors: list[dict]) -> str:
+def _describe(errors: Sequence[Any]) -> str:
     first = errors[0] if errors else {}
     if first.get("type") == "json_invalid":
         return f"the body is not valid JSON: {first['ctx']['error']} at character {first['loc'][-1]}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,7 +21,7 @@ def error_response(status: int, code: str, message: str, **details: Any) -> JSON
     return JSONResponse(body, status_code=status)
 
 
-def describe_validation(errors: list[dict]) -> str:
+def describe_validation(errors: Sequence[Any]) -> str:
     """One readable line per problem: `body.temperature: Input should be less than or equal to 2`."""
     lines = []
     for error in errors[:10]:

@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import CursorResult, Table, delete, insert, select
 
 from jarvis.logs.redact import Redactor
 from jarvis.storage.db import Database
@@ -248,7 +249,7 @@ class LogWriter:
         return total
 
     async def _insert(self, rows: list[dict]) -> list[int | None]:
-        table = LogEntry.__table__
+        table = cast(Table, LogEntry.__table__)
         statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
         async with self.db.session() as session:
             result = await session.execute(statement, rows)
@@ -263,19 +264,19 @@ class LogWriter:
 
     async def enforce_retention(self, *, now: datetime | None = None) -> int:
         """Delete rows older than `max_age` and all but the newest `max_rows`; returns how many."""
-        table = LogEntry.__table__
+        table = cast(Table, LogEntry.__table__)
         deleted = 0
         async with self.db.session() as session:
             if self.max_age is not None:
                 cutoff = (now or datetime.now(UTC)) - self.max_age
-                result = await session.execute(delete(table).where(table.c.created_at < cutoff))
+                result = cast(CursorResult, await session.execute(delete(table).where(table.c.created_at < cutoff)))
                 deleted += result.rowcount or 0
             if self.max_rows is not None:
                 boundary = await session.scalar(
                     select(table.c.id).order_by(table.c.id.desc()).offset(self.max_rows).limit(1)
                 )
                 if boundary is not None:
-                    result = await session.execute(delete(table).where(table.c.id <= boundary))
+                    result = cast(CursorResult, await session.execute(delete(table).where(table.c.id <= boundary)))
                     deleted += result.rowcount or 0
         self.trimmed += deleted
         return deleted

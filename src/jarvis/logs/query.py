@@ -170,6 +170,8 @@ async def stats(session: AsyncSession, *, since: datetime, until: datetime, top_
     ).all()
     classes = {"1xx": 0, "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0}
     for status, n in by_status:
+        if status is None:
+            continue
         key = f"{status // 100}xx"
         classes[key] = classes.get(key, 0) + n
     return {

@@ -4,10 +4,11 @@ is as absent as a missing one. Full-text search is in `search.py`."""
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import LargeBinary, cast, delete, func, insert, select, true, update
+from sqlalchemy import CursorResult, LargeBinary, Result, cast, delete, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.storage.tables import Memory, utcnow
@@ -87,7 +88,7 @@ async def list_memories(
 
 async def delete_memory(db: AsyncSession, memory_id: int, *, user: str) -> bool:
     result = await db.execute(delete(Memory).where(Memory.id == memory_id, Memory.user_id == user))
-    return result.rowcount > 0
+    return _affected(result) > 0
 
 
 async def mark_used(db: AsyncSession, ids: Sequence[int], *, user: str, when: datetime | None = None) -> int:
@@ -98,7 +99,7 @@ async def mark_used(db: AsyncSession, ids: Sequence[int], *, user: str, when: da
         .where(Memory.id.in_(list(ids)), Memory.user_id == user)
         .values(use_count=Memory.use_count + 1, last_used_at=when or utcnow())
     )
-    return result.rowcount
+    return _affected(result)
 
 
 async def find_by_content(db: AsyncSession, content: str, *, user: str) -> Memory | None:
@@ -166,3 +167,8 @@ async def oldest_and_newest(db: AsyncSession, *, user: str) -> tuple[Memory | No
     oldest = await db.scalar(mine.order_by(Memory.created_at, Memory.id).limit(1))
     newest = await db.scalar(mine.order_by(Memory.created_at.desc(), Memory.id.desc()).limit(1))
     return oldest, newest
+
+
+def _affected(result: Result) -> int:
+    """Rows an UPDATE or DELETE touched (its cursor result's rowcount)."""
+    return typing.cast(CursorResult, result).rowcount

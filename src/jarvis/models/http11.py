@@ -287,6 +287,7 @@ _ERRORS = {
 def _transport_error(exc: Exception, phase: str, request: httpx.Request) -> httpx.TransportError:
     """The httpx exception httpx's own transport raises for the same failure."""
     timeout, network, protocol = _ERRORS[phase]
+    kind: type[httpx.TransportError]
     if isinstance(exc, TimeoutError):
         kind = timeout
     elif isinstance(exc, http.client.HTTPException):  # RemoteDisconnected is both: a protocol error

@@ -312,7 +312,7 @@ class Transfer:
 
     def _client(self) -> httpx.Client:
         timeout = httpx.Timeout(self.options.stall_timeout, connect=self.options.connect_timeout)
-        extra = {}
+        extra: dict[str, Any] = {}
         if self.url_guard:  # pinned to checked addresses, so no proxy (httpx ignored proxy settings here before too)
             backend = PublicOnlyBackend(exempt=self.trusted_hosts)
             extra = {"event_hooks": {"request": [self._guard]}, "transport": pinned_transport(backend)}

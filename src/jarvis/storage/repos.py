@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import CursorResult, Result, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jarvis.storage.tables import ChatMessage, ChatSession, utcnow
@@ -68,7 +69,7 @@ async def message_counts(db: AsyncSession, session_ids: Sequence[str]) -> dict[s
 async def delete_session(db: AsyncSession, session_id: str) -> bool:
     await db.execute(delete(ChatMessage).where(ChatMessage.session_id == session_id))
     result = await db.execute(delete(ChatSession).where(ChatSession.id == session_id))
-    return result.rowcount > 0
+    return _affected(result) > 0
 
 
 async def touch_session(db: AsyncSession, session_id: str) -> None:
@@ -103,4 +104,9 @@ async def mark_unfinished_interrupted(db: AsyncSession) -> int:
         .where(ChatMessage.status == "streaming")
         .values(status="interrupted", error="the server stopped while this answer was being written")
     )
-    return result.rowcount
+    return _affected(result)
+
+
+def _affected(result: Result) -> int:
+    """Rows an UPDATE or DELETE touched (its cursor result's rowcount)."""
+    return cast(CursorResult, result).rowcount

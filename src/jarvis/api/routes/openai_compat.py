@@ -182,7 +182,7 @@ async def chat_completions(
     _started, outcome = await run_to_end(reply)
     if isinstance(outcome, Failed):
         raise outcome.as_error()
-    message = {"role": "assistant", "content": outcome.message.content}
+    message: dict[str, Any] = {"role": "assistant", "content": outcome.message.content}
     if outcome.tool_calls:
         message["tool_calls"] = _tool_calls(outcome.tool_calls)
     return {

@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import MutableMapping
 from contextlib import aclosing
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, WebSocket
 from pydantic import TypeAdapter, ValidationError
@@ -103,7 +105,7 @@ class Connection:
             await self.stop_events()
             await self.stop("disconnected")
 
-    async def handle(self, message: dict) -> None:
+    async def handle(self, message: MutableMapping[str, Any]) -> None:
         text = message.get("text")
         if text is None:
             return await self.error("binary frames are not supported; send JSON text")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from jarvis.engines.base import tool_arguments
 
@@ -52,7 +53,10 @@ class ChatPrompt:
         if self._formatter is None:
             return Rendered(transcript(messages), list(TRANSCRIPT_STOPS))
         kwargs = {"tools": tools} if tools and self.supports_tools else {}
-        result = self._formatter(messages=[_for_template(m) for m in messages], **kwargs)
+        formatter: Any = (
+            self._formatter
+        )  # its signature wants llama-cpp-python's TypedDicts; plain dicts are what it reads
+        result = formatter(messages=[_for_template(m) for m in messages], **kwargs)
         return Rendered(result.prompt)
 
 

@@ -6,6 +6,8 @@ Revision ID: 0004_memory_owner
 Revises: 0003_memory
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -15,7 +17,7 @@ branch_labels = None
 depends_on = None
 
 
-PINNED = {"sqlite_where": sa.text("pinned = 1"), "postgresql_where": sa.text("pinned")}
+PINNED: dict[str, Any] = {"sqlite_where": sa.text("pinned = 1"), "postgresql_where": sa.text("pinned")}
 
 
 def upgrade() -> None:
