@@ -6,7 +6,8 @@ high-level `Llama.create_completion` runs one sequence at a time and cannot batc
 
 Each step: waiting jobs take free slots (a job goes to the slot whose cached tokens continue
 into its prompt, so a session's next turn finds its own cache and evaluates only what is
-new; else to the slot used longest ago); then one decode holds the next token of every
+new; else to the slot used longest ago, which takes a copy of the longest start of the prompt
+that any slot holds, such as a shared system prompt); then one decode holds the next token of every
 generating slot plus chunks of pending prompts, up to BATCH_TOKENS; then each slot whose
 prompt is done samples its next token. Jobs beyond the slots wait in a FIFO and are told
 their position whenever it changes. A cancelled job leaves its slot at the next step.
@@ -27,6 +28,9 @@ from jarvis.engines.llama_cpp.generation import Answer, Outcome, Request
 from jarvis.errors import JarvisError
 
 log = logging.getLogger(__name__)
+
+
+MIN_COPIED_TOKENS = 16  # a copied cache start must save at least this much reading (the copy costs ~10 ms)
 
 
 class EngineFailure(JarvisError):
@@ -170,11 +174,21 @@ class Batcher:
         import llama_cpp
 
         runtime = self.runtime
+        memory = llama_cpp.llama_get_memory(runtime.ctx.ctx)
         keep = 0
         if runtime.reuse_prefix:  # at least the last prompt token is evaluated: sampling needs its logits
             keep = min(_common_prefix(slot.tokens, job.tokens), len(job.tokens) - 1)
+            donor, shared = self._donor(slot, job.tokens)
+            if donor is not None and shared >= keep + MIN_COPIED_TOKENS:
+                # Another slot holds a longer start of this prompt (a system prompt, the same
+                # question in another session): take a copy of its cache instead of reading
+                # it again. Between the cache's streams llama.cpp copies whole streams; what
+                # lies past the shared start is cut off at once.
+                llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, -1, -1)
+                llama_cpp.llama_memory_seq_cp(memory, donor.seq_id, slot.seq_id, -1, -1)
+                slot.tokens = donor.tokens[: len(donor.tokens)]
+                keep = shared
         if keep < len(slot.tokens):
-            memory = llama_cpp.llama_get_memory(runtime.ctx.ctx)
             if not llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, keep, -1):
                 llama_cpp.llama_memory_seq_rm(memory, slot.seq_id, -1, -1)  # cannot cut back: start afresh
                 keep = 0
@@ -185,6 +199,19 @@ class Batcher:
         slot.job = job
         slot.prompt_size = len(job.tokens)
         slot.used_at = next(self._admissions)
+
+    def _donor(self, slot: Slot, tokens: list[int]) -> tuple[Slot | None, int]:
+        """The other slot whose cache starts with the longest part of `tokens`, and how long
+        (at most all but the last token). Its cached start never changes while it generates
+        (answers only append), so a busy slot can give it too."""
+        best, shared = None, 0
+        for other in self.slots:
+            if other is slot:
+                continue
+            n = min(_common_prefix(other.tokens, tokens), len(tokens) - 1)
+            if n > shared:
+                best, shared = other, n
+        return best, shared
 
     def _step(self, batch: Any) -> None:
         import llama_cpp
