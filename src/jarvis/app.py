@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from jarvis import __version__
 from jarvis.api.errors import install_error_handlers
 from jarvis.api.limits import LimitsMiddleware
+from jarvis.api.metrics import MetricsMiddleware
 from jarvis.api.middleware import AccessLogMiddleware
 from jarvis.api.routes import (
     chat,
@@ -20,6 +21,7 @@ from jarvis.api.routes import (
     health,
     logs,
     memory,
+    metrics,
     models,
     ollama_compat,
     openai_compat,
@@ -84,8 +86,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["*"],
             allow_headers=["*"],
         )
+    app.add_middleware(MetricsMiddleware)  # outside the key check: refused requests are counted too
     app.add_middleware(AccessLogMiddleware)  # added after CORS: outermost, so preflights are logged too
     install_error_handlers(app)
-    for module in (health, chat, chat_v1, models, plugins, openai_compat, ollama_compat, ws, logs, events, memory):
+    for module in (
+        health,
+        chat,
+        chat_v1,
+        models,
+        plugins,
+        openai_compat,
+        ollama_compat,
+        ws,
+        logs,
+        events,
+        memory,
+        metrics,
+    ):
         app.include_router(module.router)
     return app

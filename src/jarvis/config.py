@@ -111,6 +111,12 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias=AliasChoices("JARVIS_ALLOWED_HOSTS")
     )
     allow_insecure_urls: bool = Field(False, validation_alias=AliasChoices("JARVIS_ALLOW_INSECURE_URLS"))
+    # events between replicas go over Redis pub/sub when set (else PostgreSQL's LISTEN/NOTIFY)
+    redis_url: str | None = Field(None, validation_alias=AliasChoices("JARVIS_REDIS_URL"))
+    # this process's name among the replicas (unset: host-pid-random, new at each start)
+    replica_id: str | None = Field(None, max_length=64, validation_alias=AliasChoices("JARVIS_REPLICA_ID"))
+    # a bearer token that may read /metrics (besides the API keys), for a Prometheus scraper
+    metrics_token: str | None = Field(None, validation_alias=AliasChoices("JARVIS_METRICS_TOKEN"))
     # stored log records (GET /api/logs): at most this many rows, none older than this many days
     log_retention_rows: int = Field(100_000, ge=1, validation_alias=AliasChoices("JARVIS_LOG_RETENTION_ROWS"))
     log_retention_days: float = Field(7.0, gt=0, validation_alias=AliasChoices("JARVIS_LOG_RETENTION_DAYS"))

@@ -14,13 +14,15 @@ from jarvis.chat.service import ChatService
 from jarvis.config import Settings
 from jarvis.engines.router import EngineRouter
 from jarvis.errors import JarvisError
-from jarvis.events import EventBus
+from jarvis.events import EventBus, Relay, start_transport
 from jarvis.logs import LogService
 from jarvis.memory.service import MemoryService
+from jarvis.metrics import Metrics
 from jarvis.models.bundled import BUNDLED_MODELS, BUNDLED_NAME, DEFAULT_BUNDLED, install_bundled
 from jarvis.models.downloads import DownloadManager
 from jarvis.models.store import ModelStore
 from jarvis.plugins.manager import PluginManager
+from jarvis.replicas import ReplicaRegistry, new_replica_id
 from jarvis.storage import repos
 from jarvis.storage.db import Database
 
@@ -39,6 +41,9 @@ class Services:
     plugins: PluginManager
     logs: LogService | None = None
     memory: MemoryService | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    replicas: ReplicaRegistry | None = None  # on PostgreSQL: the replicas sharing the database
+    events: Relay | None = None  # what carries events to the other replicas (None: SQLite, in-process)
     started_at: float = field(default_factory=time.time)
 
     @classmethod
@@ -47,12 +52,21 @@ class Services:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.db_url)
         await db.migrate()
-        bus = EventBus()
+        bus = EventBus(replica=settings.replica_id or new_replica_id())
+        metrics = Metrics()
         logs = await LogService.start(db, bus, settings)
-        async with db.session() as session:
-            interrupted = await repos.mark_unfinished_interrupted(session)
-        if interrupted:
-            log.warning("marked %d answers cut off by the last shutdown as interrupted", interrupted)
+        replicas = None
+        if db.is_sqlite:  # one process: whatever is unfinished was cut off by its last run
+            async with db.session() as session:
+                interrupted = await repos.mark_unfinished_interrupted(session)
+            if interrupted:
+                log.warning("marked %d answers cut off by the last shutdown as interrupted", interrupted)
+        else:
+            replicas = ReplicaRegistry(db, bus.replica or new_replica_id(), bus=bus)
+            await replicas.start()
+        events = await start_transport(bus, database_url=db.url, redis_url=settings.redis_url)
+        if events is not None:
+            events.on_lag = lambda seconds: metrics.observe_lag(events.backend, seconds)
         store = ModelStore(settings.models_dir)
         await _install_bundled(store, settings)
         engines = EngineRouter.from_settings(settings, store)
@@ -65,8 +79,33 @@ class Services:
         chat = ChatService(db, engines, settings, plugins=plugins)
         memory = MemoryService(db, bus=bus)
         chat.memory = memory
-        services = cls(settings, db, store, engines, chat, bus, downloads, plugins, logs=logs, memory=memory)
+        chat.replica_id = bus.replica
+        chat.on_answer = lambda message, engine: metrics.observe_answer(
+            model=message.model or "",
+            engine=engine,
+            status=message.status,
+            ttft_ms=message.ttft_ms,
+            duration_ms=message.duration_ms,
+            completion_tokens=message.completion_tokens,
+        )
+        services = cls(
+            settings,
+            db,
+            store,
+            engines,
+            chat,
+            bus,
+            downloads,
+            plugins,
+            logs=logs,
+            memory=memory,
+            metrics=metrics,
+            replicas=replicas,
+            events=events,
+        )
         chat.services = services
+        metrics.attach(services)
+        metrics.watch_downloads(bus)
         await downloads.start()
         if settings.load_on_start:
             try:
@@ -84,6 +123,11 @@ class Services:
         await self.downloads.close()
         await self.chat.drain()
         await self.engines.close()
+        await self.metrics.close()
+        if self.events is not None:
+            await self.events.close()
+        if self.replicas is not None:
+            await self.replicas.close()
         if self.logs is not None:
             await self.logs.close()
         await self.db.close()

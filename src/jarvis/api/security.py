@@ -9,6 +9,8 @@
 - With no key, only clients on loopback are served (so `uvicorn --host 0.0.0.0` without a
   key exposes nothing), and `jarvis serve` refuses a non-loopback address unless
   `JARVIS_INSECURE` says it is meant.
+- `/metrics` needs a key like the API when keys are set; `JARVIS_METRICS_TOKEN` is a bearer
+  token that reads `/metrics` and nothing else (from any address: a Prometheus scraper).
 - A request from this machine (a loopback client) whose Host header is not a loopback name
   (or one of `JARVIS_ALLOWED_HOSTS`) is refused: a web page that rebinds its DNS name to
   127.0.0.1 cannot reach the API through the user's browser.
@@ -29,7 +31,8 @@ from jarvis.config import Settings
 from jarvis.errors import InvalidInput
 
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]"}
-PROTECTED = ("/api", "/v1", "/ws")
+PROTECTED = ("/api", "/v1", "/ws", "/metrics")
+METRICS = "/metrics"
 OPEN = ("/api/health", "/health")
 
 
@@ -83,6 +86,7 @@ class SecurityMiddleware:
         self.keys = load_keys(settings)
         self.admins = set(settings.admin_users) or {"default"}
         self.allowed_hosts = LOOPBACK_NAMES | {h.lower() for h in settings.allowed_hosts}
+        self.metrics_token = settings.metrics_token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -104,6 +108,20 @@ class SecurityMiddleware:
                 "forbidden_host",
                 "loopback clients must name a loopback host (or one of JARVIS_ALLOWED_HOSTS)",
             )
+        if path == METRICS and self.metrics_token:
+            bearer = _bearer(headers)
+            if bearer is not None and hmac.compare_digest(bearer.encode(), self.metrics_token.encode()):
+                scope["state"].update(user=None, admin=False, authenticated=True)
+                return await self.app(scope, receive, send)
+            if not self.keys:
+                return await _refuse(
+                    scope,
+                    receive,
+                    send,
+                    401,
+                    "unauthorized",
+                    "/metrics needs JARVIS_METRICS_TOKEN (Authorization: Bearer <token>)",
+                )
         if not self.keys:
             if not is_loopback(client) and not self.settings.insecure:
                 return await _refuse(
@@ -129,9 +147,9 @@ class SecurityMiddleware:
 
     def _user(self, headers: dict, scope: Scope) -> str | None:
         offered = []
-        auth = headers.get("authorization", "")
-        if auth.lower().startswith("bearer "):
-            offered.append(auth[7:].strip())
+        bearer = _bearer(headers)
+        if bearer is not None:
+            offered.append(bearer)
         if scope["type"] == "websocket":
             for protocol in headers.get("sec-websocket-protocol", "").split(","):
                 protocol = protocol.strip()
@@ -142,6 +160,11 @@ class SecurityMiddleware:
                 if hmac.compare_digest(candidate.encode(), key.encode()):
                     return user
         return None
+
+
+def _bearer(headers: dict) -> str | None:
+    auth = headers.get("authorization", "")
+    return auth[7:].strip() if auth.lower().startswith("bearer ") else None
 
 
 def _host_name(host: str) -> str:

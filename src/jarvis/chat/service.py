@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -117,6 +117,9 @@ class ChatService:
         self.plugins = plugins
         self.memory: MemoryService | None = None  # when the service graph has one
         self.services: Any = None  # the whole graph (jarvis.services.Services), handed to plugins through their Context
+        self.replica_id: str | None = None  # stored with each answer being written (jarvis/replicas.py)
+        # called with each answer a model finished (any status) and the engine's name: metrics
+        self.on_answer: Callable[[ChatMessage, str], None] | None = None
         self._background: set[asyncio.Task] = set()
 
     # --- sessions ------------------------------------------------------------------
@@ -483,6 +486,7 @@ class ChatService:
                 status="streaming",
                 model=label,
                 memory_ids=encode_ids(reply.memory_ids),
+                replica_id=self.replica_id,
             )
             await repos.touch_session(db, reply.session_id)
         await self._remember(reply, user)
@@ -539,6 +543,8 @@ class ChatService:
                 "updated_at": utcnow(),
             }
             stored = await self._finish(answer, fields, persist=reply.persist, after=flushing)
+            if self.on_answer is not None and reply.engine is not None:
+                self.on_answer(stored, reply.engine.name)
         if final["status"] == "complete":
             if self.plugins and reply.command is None:
                 self._in_background(

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import cast
 
-from sqlalchemy import CursorResult, Result, delete, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, Result, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jarvis.storage.tables import ChatMessage, ChatSession, utcnow
+from jarvis.storage.tables import ChatMessage, ChatSession, Replica, utcnow
+
+INTERRUPTED = "the server stopped while this answer was being written"
 
 
 async def create_session(
@@ -100,9 +102,24 @@ async def list_messages(db: AsyncSession, session_id: str) -> Sequence[ChatMessa
 async def mark_unfinished_interrupted(db: AsyncSession) -> int:
     """Messages still `streaming` when the service starts were cut off by a crash."""
     result = await db.execute(
+        update(ChatMessage).where(ChatMessage.status == "streaming").values(status="interrupted", error=INTERRUPTED)
+    )
+    return _affected(result)
+
+
+async def interrupt_answers_of(db: AsyncSession, replica_ids: Sequence[str], *, orphans: bool = False) -> int:
+    """Answers still `streaming` whose replica is dead (`replica_ids`) are marked interrupted; with
+    `orphans` also those of no replica still registered (an older version's, or a replica's
+    whose row is gone). Returns how many."""
+    dead: ColumnElement[bool] = ChatMessage.replica_id.in_(list(replica_ids))
+    if orphans:
+        registered = select(Replica.id)
+        dead = or_(dead, ChatMessage.replica_id.is_(None), ChatMessage.replica_id.not_in(registered))
+    result = await db.execute(
         update(ChatMessage)
-        .where(ChatMessage.status == "streaming")
-        .values(status="interrupted", error="the server stopped while this answer was being written")
+        .where(ChatMessage.status == "streaming", dead)
+        .values(status="interrupted", error=INTERRUPTED, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
     )
     return _affected(result)
 

@@ -89,6 +89,8 @@ class ChatMessage(Base):
     duration_ms: Mapped[float | None] = mapped_column()
     # JSON list of the memory ids added to the prompt for this answer (assistant messages only)
     memory_ids: Mapped[str | None] = mapped_column(Text)
+    # the replica writing a `streaming` answer (replicas.py): when it dies, another marks it interrupted
+    replica_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -143,3 +145,14 @@ class LogEntry(Base):
     request_id: Mapped[str | None] = mapped_column(String(128), index=True)
     status: Mapped[int | None] = mapped_column(Integer)  # HTTP status of an access record
     extra: Mapped[str | None] = mapped_column(Text)  # JSON object
+
+
+class Replica(Base):
+    """A running server process on a shared PostgreSQL (replicas.py); its row goes when it is found dead."""
+
+    __tablename__ = "replicas"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

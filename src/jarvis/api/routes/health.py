@@ -25,8 +25,9 @@ async def root() -> dict:
 async def health_report(services: Services) -> dict:
     local = services.engines.local
     database_ok = await services.db.ping()
+    events_ok = services.bus.status()["connected"]
     return {
-        "status": "ok" if database_ok and local.state != "error" else "degraded",
+        "status": "ok" if database_ok and events_ok and local.state != "error" else "degraded",
         "version": __version__,
         "uptime_seconds": round(time.time() - services.started_at, 1),
         "active_model": local.loaded.name if local.loaded else None,
@@ -35,6 +36,8 @@ async def health_report(services: Services) -> dict:
         "slots": local.slots(),
         "remote_engines": sorted(services.engines.remotes),
         "database": {"ok": database_ok, "backend": services.db.url.get_backend_name()},
+        # how events reach the other replicas: postgres (LISTEN/NOTIFY), redis, or local (SQLite)
+        "events": services.bus.status(),
     }
 
 
