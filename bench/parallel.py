@@ -67,9 +67,17 @@ _rounds = itertools.count(1)
 
 
 def prompts(n: int) -> list[str]:
-    """n prompts no earlier round asked (a cached prompt would flatter the first token)."""
+    """n prompts no earlier round asked (a cached prompt would flatter the first token). The
+    number goes last and never as digit-operator-digit: "Story 18.1: write a long story
+    about …" made the default model refuse ("I'm sorry, but I can't assist with that
+    request.", 13 tokens), and "(Request 18-1.)" reads as arithmetic to JARVIS_CHAT_TOOLS=auto,
+    which then offers the calculator (a prompt of 202 tokens instead of 48)."""
     round_ = next(_rounds)
-    return [f"Story {round_}.{i + 1}: write a long story about {SUBJECTS[i % len(SUBJECTS)]}." for i in range(n)]
+    letters = "abcdefghijklmnop"
+    return [
+        f"Write a long story about {SUBJECTS[i % len(SUBJECTS)]}. (Request {round_}{letters[i % 16]}.)"
+        for i in range(n)
+    ]
 
 
 def summary(sent: float, firsts: list[float], ends: list[float], tokens: int) -> dict:
@@ -239,6 +247,8 @@ def start_llama_server(model_path: Path, port: int, threads: int, log: Path) -> 
         "--n_ctx",
         "4096",
         "--n_threads",
+        str(threads),
+        "--n_threads_batch",
         str(threads),
         "--interrupt_requests",
         "False",

@@ -82,7 +82,9 @@ def raw_worker(conn, model_path: str, threads: int) -> None:
 
     from jarvis.engines.llama_cpp.prompt import TRANSCRIPT_STOPS, transcript
 
-    llm = Llama(model_path=model_path, n_ctx=4096, n_threads=threads, verbose=False)
+    # n_threads_batch too: the library's default for prompt reading is every CPU, the server's
+    # JARVIS_N_THREADS is both
+    llm = Llama(model_path=model_path, n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False)
     is_chat = bool(llm.metadata.get("tokenizer.chat_template"))
     conn.send(("ready", is_chat))
     while (job := conn.recv()) is not None:
