@@ -240,7 +240,12 @@ async def test_ctrl_c_stops_the_answer_and_the_chat_goes_on_standalone(tmp_path,
     term = Terminal([str(JARVIS), "run", BUNDLED_NAME], env=env, cwd=tmp_path)
     try:
         term.expect(r">>> ")
-        term.send(LONG_ANSWER + "\n")  # the base model answers it at length
+        term.send("/set parameter temperature hot\n")
+        term.expect(r"temperature: .*number")
+        term.send("/set parameter temperature 0\n")  # greedy: the base model answers LONG_ANSWER at length
+        term.expect(r"Set parameter 'temperature' to '0'")
+        term.expect(r">>> ")
+        term.send(LONG_ANSWER + "\n")
         term.expect(r" 399\r?\n")  # the terminal's echo of the line
         answer_from = len(term.output)
         deadline = time.monotonic() + 120

@@ -7,13 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from jarvis.api.ranges import MaxTokens, ModelName, Temperature, TopP
 from jarvis.memory.service import decode_ids
 from jarvis.storage.tables import ChatMessage, ChatSession
-
-Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
-MaxTokens = Annotated[int, Field(ge=1, le=32768)]
-TopP = Annotated[float, Field(gt=0.0, le=1.0)]
-ModelName = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class Request(BaseModel):

@@ -20,13 +20,15 @@ import stat
 import sys
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
-from typing import Annotated, Protocol
+from typing import Annotated, Any, Protocol
 from urllib.parse import quote
 
 import httpx
 import typer
 from httpx_sse import aconnect_sse
+from pydantic import TypeAdapter, ValidationError
 
+from jarvis.api.ranges import MaxTokens, Temperature, TopP
 from jarvis.cli.common import error_message, errors, fail, server_answers, server_url
 from jarvis.config import Settings
 from jarvis.errors import JarvisError
@@ -37,9 +39,20 @@ LEAVE = ("/bye", "/exit")
 HELP = f"""Commands:
   /bye    leave (also Ctrl-D, or Ctrl-C twice at an empty prompt)
   /?      this help
+  /set parameter NAME VALUE
+          a sampler setting for the answers that follow: temperature, top_p, seed, num_predict
   /help   the plugins' chat commands (/calc 6*7, /time…), which work here as in every chat API
 Multi-line input: end a line with \\ to go on with the next one, or wrap text in {BLOCK} … {BLOCK}.
 Ctrl-C stops the answer being written; the chat goes on."""
+
+
+# `/set parameter` names (Ollama's) → the chat API's field and the range it takes.
+PARAMETERS: dict[str, tuple[str, Any]] = {
+    "temperature": ("temperature", Temperature),
+    "top_p": ("top_p", TopP),
+    "seed": ("seed", int),
+    "num_predict": ("max_tokens", MaxTokens),
+}
 
 
 class AnswerFailed(Exception):
@@ -48,6 +61,7 @@ class AnswerFailed(Exception):
 
 class Chat(Protocol):
     session_id: str | None
+    parameters: dict[str, float | int]  # chat API field → value, sent with every message
 
     async def check(self) -> None: ...
 
@@ -63,6 +77,7 @@ class RemoteChat:
         self.url = url
         self.model = model
         self.session_id = session_id
+        self.parameters: dict[str, float | int] = {}
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}  # a server with JARVIS_API_KEY set
         self.http = httpx.AsyncClient(base_url=url, headers=headers, timeout=httpx.Timeout(30.0, read=None))
 
@@ -82,7 +97,7 @@ class RemoteChat:
             if response.is_error:
                 raise AnswerFailed(error_message(response))
             self.session_id = response.json()["id"]
-        body = {"message": text, "model": self.model, "stream": True, "sessionId": self.session_id}
+        body = {"message": text, "model": self.model, "stream": True, "sessionId": self.session_id, **self.parameters}
         async with aconnect_sse(self.http, "POST", "/api/chat/messages", json=body) as source:
             if source.response.is_error:
                 await source.response.aread()
@@ -109,6 +124,7 @@ class LocalChat:
         self.services = services
         self.model = model
         self.session_id = session_id
+        self.parameters: dict[str, float | int] = {}
         self._new_id = session_id or new_id()  # stored with the first message
 
     @classmethod
@@ -131,7 +147,9 @@ class LocalChat:
     async def answer(self, text: str) -> AsyncGenerator[str, None]:
         from jarvis.chat.service import Failed, Started, Token
 
-        reply = await self.services.chat.prepare(text, session_id=self._new_id, create_missing=True, model=self.model)
+        reply = await self.services.chat.prepare(
+            text, session_id=self._new_id, create_missing=True, model=self.model, **self.parameters
+        )
         reply.stop_status = "cancelled"  # here an answer only stops early when the user asks
         async with aclosing(reply.events()) as events:
             async for event in events:
@@ -279,6 +297,8 @@ def _chat(runner: asyncio.Runner, chat: Chat) -> None:
                 return
             if text == "/?":
                 print(HELP)
+            elif text.startswith("/set "):
+                _set(chat, text)
             elif text:
                 _answer(runner, chat, text)  # Ctrl-C while it streams stops it there
                 sys.stdout.write("\n")
@@ -291,6 +311,22 @@ def _chat(runner: asyncio.Runner, chat: Chat) -> None:
                 errors.print("[dim](Ctrl-C again, Ctrl-D or /bye to leave)[/]", highlight=False)
             except KeyboardInterrupt:
                 return
+
+
+def _set(chat: Chat, text: str) -> None:
+    """`/set parameter NAME VALUE`, as in Ollama: kept for the answers that follow. A value the
+    is checked against the range the chat API takes."""
+    words = text.split()
+    if len(words) != 4 or words[1] != "parameter" or words[2] not in PARAMETERS:
+        errors.print(f"usage: /set parameter NAME VALUE, NAME one of {', '.join(PARAMETERS)}", highlight=False)
+        return
+    field, kind = PARAMETERS[words[2]]
+    try:
+        chat.parameters[field] = TypeAdapter(kind).validate_python(words[3])
+    except ValidationError as exc:
+        errors.print(f"{words[2]}: {exc.errors()[0]['msg']}", highlight=False)
+        return
+    errors.print(f"[dim]Set parameter '{words[2]}' to '{words[3]}'[/]", highlight=False)
 
 
 def read_message(read_line: Callable[[str], str]) -> str:
