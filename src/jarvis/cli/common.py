@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-import httpx
 import typer
 from rich.console import Console
 
-from jarvis.config import Settings
+if TYPE_CHECKING:  # each function imports what it uses: see cli/main.py on start-up
+    import httpx
+
+    from jarvis.config import Settings
 
 console = Console()
 errors = Console(stderr=True)
@@ -34,6 +36,8 @@ def auth_headers(settings: Settings) -> dict:
 
 def get_json(settings: Settings, path: str) -> dict:
     """GET from the running server. Fails with one line when none answers or it answers an error."""
+    import httpx
+
     url = server_url(settings)
     try:
         response = httpx.get(url + path, timeout=5.0, headers=auth_headers(settings))
@@ -44,10 +48,10 @@ def get_json(settings: Settings, path: str) -> dict:
     return response.json()
 
 
-
-
 def server_answers(settings: Settings) -> bool:
     """Whether a JARVIS server is running where the settings say."""
+    import httpx
+
     try:
         return httpx.get(server_url(settings) + "/api/health", timeout=2.0).status_code == 200
     except httpx.TransportError:

@@ -3,20 +3,17 @@ with the same download manager and store the server uses."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
-import httpx
 import typer
-from httpx_sse import aconnect_sse
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn
-from rich.table import Column, Table
 
 from jarvis.cli.common import auth_headers, console, error_message, fail, get_json, server_answers, server_url
-from jarvis.config import Settings
 from jarvis.errors import JarvisError
+
+if TYPE_CHECKING:  # imported where used: `jarvis --help` needs none of it (cli/main.py)
+    from jarvis.config import Settings
 
 TERMINAL = ("completed", "cancelled", "error")
 
@@ -31,6 +28,10 @@ def pull(
 ) -> None:
     """Download a model, with progress. Ctrl-C stops; pulling again resumes where it stopped.
     Without a model, list the catalog's shortcuts with their size and the memory they need."""
+    import asyncio
+
+    from jarvis.config import Settings
+
     settings = Settings()
     remote = server_answers(settings)
     if model is None:
@@ -54,6 +55,10 @@ def pull(
 
 def rm(model: Annotated[str, typer.Argument(help="an installed model's name or the key it was pulled with")]) -> None:
     """Delete an installed model (its files go when no other model uses them)."""
+    import httpx
+
+    from jarvis.config import Settings
+
     settings = Settings()
     if server_answers(settings):
         response = httpx.request("DELETE", server_url(settings) + "/api/models/delete", json={"model_key": model},
@@ -76,6 +81,8 @@ def rm(model: Annotated[str, typer.Argument(help="an installed model's name or t
 
 def _list_shortcuts(settings: Settings, remote: bool) -> None:
     """The catalog as the server sees it (installed, fits its memory), else as this machine does."""
+    from rich.table import Column, Table
+
     if remote:
         shortcuts = [m for m in get_json(settings, "/api/models/available")["models"] if "memory" in m]
     else:
@@ -106,6 +113,8 @@ def _gb(size: int | None) -> str:
 
 async def _show(updates: AsyncIterator[dict]) -> dict:
     """Render progress snapshots until the job ends; returns the last one."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn
+
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -136,6 +145,9 @@ async def _show(updates: AsyncIterator[dict]) -> dict:
 
 
 async def _pull_remote(url: str, model: str, quantization: str | None, headers: dict) -> dict:
+    import httpx
+    from httpx_sse import aconnect_sse
+
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=httpx.Timeout(30.0, read=None)) as http:
         response = await http.post("/api/models/download", json={"model_key": model, "quantization": quantization})
         if response.is_error:
@@ -156,6 +168,8 @@ async def _pull_remote(url: str, model: str, quantization: str | None, headers: 
 
 
 async def _pull_local(settings: Settings, model: str, quantization: str | None) -> dict:
+    import asyncio
+
     from jarvis.events import EventBus
     from jarvis.models.downloads import DownloadManager
     from jarvis.models.store import ModelStore
@@ -183,6 +197,8 @@ async def _pull_local(settings: Settings, model: str, quantization: str | None) 
 
 async def _until_done(watch: Awaitable[dict], pause: Callable[[], Awaitable]) -> dict:
     """Wait for the download; on Ctrl-C (the task is cancelled) pause it so it can resume."""
+    import asyncio
+
     try:
         return await watch
     except asyncio.CancelledError:

@@ -13,23 +13,24 @@ prompt leave. `jarvis run MODEL "question"` answers once; text piped on stdin is
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import stat
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
-from typing import Annotated, Optional, Protocol
+from typing import TYPE_CHECKING, Annotated, Optional, Protocol
 from urllib.parse import quote
 
-import httpx
 import typer
-from httpx_sse import aconnect_sse
 
 from jarvis.cli.common import error_message, errors, fail, server_answers, server_url
-from jarvis.config import Settings
 from jarvis.errors import JarvisError
+
+if TYPE_CHECKING:  # imported where used: `jarvis --help` needs none of it (cli/main.py)
+    import asyncio
+
+    from jarvis.config import Settings
 
 PROMPT, MORE = ">>> ", "... "
 BLOCK = '"""'
@@ -60,6 +61,8 @@ class RemoteChat:
     """The conversation as a session of the running server, through its native SSE API."""
 
     def __init__(self, url: str, model: str, session_id: str | None, *, api_key: str | None = None) -> None:
+        import httpx
+
         self.url = url
         self.model = model
         self.session_id = session_id
@@ -82,6 +85,8 @@ class RemoteChat:
             if response.is_error:
                 raise AnswerFailed(error_message(response))
             self.session_id = response.json()["id"]
+        from httpx_sse import aconnect_sse
+
         body = {"message": text, "model": self.model, "stream": True, "sessionId": self.session_id}
         async with aconnect_sse(self.http, "POST", "/api/chat/messages", json=body) as source:
             if source.response.is_error:
@@ -160,6 +165,10 @@ def run(
 
     Through the running server when one answers (API_HOST, JARVIS_PORT / API_PORT), else standalone.
     """
+    import asyncio
+
+    from jarvis.config import Settings
+
     settings = Settings()
     chatting = interactive or (prompt is None and sys.stdin.isatty())
     if not interactive:
@@ -204,6 +213,8 @@ def _piped_stdin() -> str | None:
 
 def _open(runner: asyncio.Runner, settings: Settings, model: str, session: str | None) -> Chat:
     """The running server's chat, or a standalone one; fails with one line when the model cannot be served."""
+    import httpx
+
     try:
         if server_answers(settings):
             chat: Chat = RemoteChat(server_url(settings), model, session, api_key=settings.api_key)
@@ -224,6 +235,8 @@ def _open(runner: asyncio.Runner, settings: Settings, model: str, session: str |
 
 
 def _describe(exc: BaseException) -> str:
+    import httpx
+
     if isinstance(exc, JarvisError):
         return exc.message
     if isinstance(exc, httpx.TransportError):
@@ -234,6 +247,7 @@ def _describe(exc: BaseException) -> str:
 def _answer(runner: asyncio.Runner, chat: Chat, text: str) -> str:
     """Stream one answer to stdout; returns "done", "stopped" (Ctrl-C: the stored answer says
     so) or "failed" (the reason is one line on stderr)."""
+    import httpx
 
     async def stream() -> None:
         async with aclosing(chat.answer(text)) as tokens:
