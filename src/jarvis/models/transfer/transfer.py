@@ -1,13 +1,16 @@
-"""Download one file with several ranged connections, resumable across restarts.
+"""Fetch one file with ranged connections, resumable across restarts.
 
-The file is cut into segments; worker threads take the next unfinished segment and fetch
-it with a `Range` request, writing at its offset in a preallocated `.partial` file. Each
-segment's progress is saved to a small JSON sidecar every couple of MiB (no fsync: the
-page cache holds data and state alike through a `kill -9`), so a restart re-fetches at
-most that much per connection. A hasher thread follows the contiguous completed prefix, so
-verification costs almost nothing at the end: the bytes that extend it come from memory as
-they arrive (models/hashfeed.py), the rest (other connections' segments, a resumed prefix)
-is read back from the page cache.
+The file is cut into segments (segments.py); worker threads take the next unfinished segment
+and fetch it with a `Range` request, writing at its offset in a preallocated `.partial` file.
+How many workers run is measured as the bytes arrive (scaling.py): a few at first, more while
+the total keeps growing, up to `connections`. When no segment is left to start, a connection
+takes over the second half of a remainder another one would need seconds more for (one that
+crawls or hangs), so it does not hold up the end of the file. Each segment's progress is saved to a
+small JSON sidecar every couple of MiB (no fsync: the page cache holds data and state alike
+through a `kill -9`), so a restart re-fetches at most that much per connection. A hasher
+thread follows the contiguous completed prefix, so verification costs almost nothing at the
+end: the bytes that extend it come from memory as they arrive (models/hashfeed.py), the rest
+(other connections' segments, a resumed prefix) is read back from the page cache.
 
 Servers that ignore, refuse or garble Range fall back to one sequential stream. A signed
 CDN URL that expires mid-download is dropped and resolved again from the origin. Read
@@ -23,42 +26,48 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import logging
 import os
 import random
-import re
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 
-from jarvis.errors import InsufficientStorage, JarvisError, NotFound, UpstreamAuthError, UpstreamError, VerificationError
+from jarvis.errors import InsufficientStorage, JarvisError, UpstreamError, VerificationError
 from jarvis.models.hashfeed import HashFeed
-from jarvis.models.http11 import READINTO, Http11Transport
+from jarvis.models.http11 import Http11Transport
 from jarvis.models.pinning import PublicOnlyBackend, pinned_transport
 from jarvis.models.plan import RemoteFile
+from jarvis.models.transfer.responses import (
+    RangeUnsupported,
+    Retry,
+    TransferCancelled,
+    body_reader,
+    check_response,
+    proxies_configured,
+)
+from jarvis.models.transfer.scaling import INITIAL_CONNECTIONS, ConnectionScaler
+from jarvis.models.transfer.segments import Segment, StateFile, plan_segments, split
 
 log = logging.getLogger(__name__)
 
 SAVE_EVERY = 2 << 20
-STATE_PAGE = 4096  # a state up to this size is rewritten in place, as one page (see _save_state)
 HASH_BLOCK = 8 << 20
 HASH_AHEAD = 16 << 20  # bytes held in memory for the hasher, at most
-READ_SIZE = 1 << 20  # the most one read takes off a connection
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
-_ERROR_TYPES = ("text/html", "application/json", "application/xml", "text/xml", "text/plain")
+READ_SIZE = 1 << 20  # the most one read takes off a connection into its own buffer
+POOL_TICK = 0.05  # seconds between the pool's looks at the rate
 STALL_NOTICE = 5.0  # seconds without a byte before progress says `stalled` (at most half the stall timeout)
 
 
 @dataclass
 class TransferOptions:
-    connections: int = 4
+    connections: int = 16  # the most ranged connections per file (scaling.py finds how many help)
+    initial_connections: int = INITIAL_CONNECTIONS
     stall_timeout: float = 20.0
     connect_timeout: float = 10.0
     max_failures: int = 8  # consecutive failed attempts without a byte of progress
@@ -66,35 +75,14 @@ class TransferOptions:
     backoff_max: float = 30.0
     min_segment: int = 8 << 20
     max_segment: int = 256 << 20
+    # a connection with nothing left to start takes over half of a remainder this big or more
+    # that another connection would take longer than `split_eta` seconds to finish
+    min_split: int = 2 << 20
+    split_eta: float = 2.0
 
 
-class TransferCancelled(Exception):
-    pass
-
-
-class _Retry(Exception):
-    """A failed attempt worth trying again; `phase` is what progress shows meanwhile."""
-
-    def __init__(self, message: str, *, phase: str = "retrying", delay: float | None = None) -> None:
-        super().__init__(message)
-        self.phase = phase
-        self.delay = delay
-
-
-class _RangeUnsupported(Exception):
-    pass
-
-
-@dataclass
-class Segment:
-    start: int
-    end: int | None  # exclusive; None while the size is unknown (one sequential stream)
-    done: int = 0
-    taken: bool = field(default=False, repr=False)
-
-    @property
-    def complete(self) -> bool:
-        return self.end is not None and self.start + self.done >= self.end
+class _Retired(Exception):
+    """The pool has one connection too many: this one hands its segment back and ends."""
 
 
 class Transfer:
@@ -131,9 +119,9 @@ class Transfer:
         self.phase = "downloading"
         self.ranged = True
         self.segments: list[Segment] = []
+        self.peak_connections = 0  # the most connections that ran at once
         self._lock = threading.Lock()
-        self._save_lock = threading.Lock()
-        self._sequence = self._saved_sequence = 0
+        self._sequence = 0
         self._progressed = threading.Condition(self._lock)
         self._unsaved = 0
         self._cdn_url: str | None = None
@@ -141,7 +129,7 @@ class Transfer:
         self._stop_workers = threading.Event()
         self._clients: set[httpx.Client] = set()
         self._fd: int | None = None
-        self._state_fd: int | None = None  # the state sidecar, open while it is one page
+        self._state = StateFile(self.state_path)
         self._feed = HashFeed(HASH_AHEAD)
         self._finished = False
         self._last_data = time.monotonic()
@@ -165,10 +153,10 @@ class Transfer:
             hasher = threading.Thread(target=self._hash_loop, args=(sha,), name="transfer-hash", daemon=True)
             hasher.start()
             try:
-                self._run_workers(min(self.options.connections, len(self.segments)) if self.ranged else 1)
+                self._run_pool(self.options.connections if self.ranged else 1)
                 if self._fatal is None and not self._all_done() and not self.cancel.is_set():
                     self._fall_back_to_one_stream()  # Range did not work out
-                    self._run_workers(1)
+                    self._run_pool(1)
                 if self._all_done():
                     self.phase = "verifying"  # the hasher may still be catching up: not a stall
             finally:
@@ -186,8 +174,7 @@ class Transfer:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
-            with self._save_lock:
-                self._close_state()
+            self._state.close()
 
     def abort(self) -> None:
         """Cancel from another thread: blocked reads are interrupted at once."""
@@ -212,7 +199,8 @@ class Transfer:
         else:
             if self.size is None:
                 self._probe()
-            self._plan_segments()
+            self.segments = plan_segments(self.size, ranged=self.ranged, connections=self.options.connections,
+                                          min_segment=self.options.min_segment, max_segment=self.options.max_segment)
             fd = os.open(self.partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
             if self.size:
                 os.ftruncate(fd, self.size)
@@ -232,21 +220,11 @@ class Transfer:
             self.size = int(length)
             self.ranged = response.headers.get("accept-ranges", "").lower() == "bytes"
 
-    def _plan_segments(self) -> None:
-        if not self.size or not self.ranged:
-            self.segments = [Segment(0, self.size)]
-            return
-        step = self.size // (self.options.connections * 4) or self.size
-        step = max(self.options.min_segment, min(self.options.max_segment, step))
-        self.segments = [Segment(start, min(start + step, self.size)) for start in range(0, self.size, step)]
-
     def _load_state(self) -> bool:
-        try:
-            state = json.loads(self.state_path.read_text())
-        except (OSError, ValueError):
-            return False
+        state = self._state.load()
         if (
-            state.get("url") != self.remote.url
+            not isinstance(state, dict)
+            or state.get("url") != self.remote.url
             or state.get("digest") != self.remote.digest
             or not self.partial.exists()
             or (state.get("size") is not None and self.partial.stat().st_size != state["size"])
@@ -260,7 +238,7 @@ class Transfer:
         self.downloaded = sum(s.done for s in self.segments)
         return True
 
-    def _state(self) -> dict:
+    def _snapshot(self) -> dict:
         return {
             "url": self.remote.url,
             "digest": self.remote.digest,
@@ -270,35 +248,7 @@ class Transfer:
         }
 
     def _save_state(self, state: dict | None = None, sequence: int | None = None) -> None:
-        """Write the state sidecar; a snapshot older than one already written is skipped.
-
-        A state that fits in one page is padded to a page (JSON allows trailing blanks) and
-        from then on rewritten in place with one pwrite of that page, which a kill -9 cannot
-        tear (the kernel checks for a fatal signal between the pages of a write, not within
-        one). Writing a new file and renaming it over the old one, each time, stalled on the
-        file system's journal while the data streamed in: it cost a third of the throughput.
-        Bigger states (hundreds of segments) are still replaced whole."""
-        state = state or self._state()
-        with self._save_lock:
-            if sequence is not None:
-                if sequence <= self._saved_sequence:
-                    return
-                self._saved_sequence = sequence
-            data = json.dumps(state).encode()
-            if len(data) <= STATE_PAGE and self._state_fd is not None:
-                os.pwrite(self._state_fd, data.ljust(STATE_PAGE), 0)
-                return
-            self._close_state()
-            tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-            tmp.write_bytes(data.ljust(STATE_PAGE))
-            os.replace(tmp, self.state_path)
-            if len(data) <= STATE_PAGE:
-                self._state_fd = os.open(self.state_path, os.O_WRONLY)
-
-    def _close_state(self) -> None:
-        if self._state_fd is not None:
-            os.close(self._state_fd)
-            self._state_fd = None
+        self._state.save(state or self._snapshot(), sequence)
 
     # --- workers -------------------------------------------------------------------------
 
@@ -308,7 +258,7 @@ class Transfer:
         if self.url_guard:  # pinned to checked addresses, so no proxy (httpx ignored proxy settings here before too)
             backend = PublicOnlyBackend(exempt=self.trusted_hosts)
             extra = {"event_hooks": {"request": [self._guard]}, "transport": pinned_transport(backend)}
-        elif not _proxies_configured():  # otherwise httpx's own transport, which goes through them
+        elif not proxies_configured():  # otherwise httpx's own transport, which goes through them
             extra = {"transport": Http11Transport()}
         return httpx.Client(follow_redirects=True, timeout=timeout, headers={"Accept-Encoding": "identity"}, **extra)
 
@@ -325,29 +275,62 @@ class Transfer:
         # Credentials go to the origin's host only, never to a CDN it redirects to.
         return self.headers if urlsplit(url).hostname == urlsplit(self.remote.url).hostname else {}
 
-    def _run_workers(self, count: int) -> None:
+    def _run_pool(self, most: int) -> None:
+        """Run workers until the segments are done (or a failure, a cancel, a fallback), as many
+        at a time as the scaler finds worth it, up to `most`."""
         self._stop_workers.clear()
-        workers = [threading.Thread(target=self._worker, name=f"transfer-{i}", daemon=True) for i in range(count)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
+        scaler = ConnectionScaler(self.options.initial_connections, most)
+        workers: list[tuple[threading.Thread, threading.Event]] = []
+
+        def start(count: int) -> None:
+            for _ in range(count):
+                retire = threading.Event()
+                worker = threading.Thread(target=self._worker, args=(retire,), name=f"transfer-{len(workers)}", daemon=True)
+                workers.append((worker, retire))
+                worker.start()
+
+        start(scaler.target)
+        settled = scaler.settled
+        while True:
+            alive = [(worker, retire) for worker, retire in workers if worker.is_alive()]
+            if not alive:
+                if self._stop_workers.is_set() or self.cancel.is_set() or self._fatal is not None or self._all_done():
+                    break
+                # the last ones ended (nothing to take) while a retiring one still held a segment
+                start(1)
+                continue
+            serving = [pair for pair in alive if not pair[1].is_set()]
+            self.peak_connections = max(self.peak_connections, len(serving))
+            alive[0][0].join(POOL_TICK)
+            if self._stop_workers.is_set() or self.cancel.is_set() or settled:
+                continue
+            wanted = scaler.observe(time.monotonic(), self.downloaded)
+            if wanted > len(serving) and not self._all_done():
+                start(wanted - len(serving))
+            for _worker, retire in serving[wanted:]:  # the newest go first
+                retire.set()
+            if scaler.settled:
+                settled = True
+                rates = ", ".join(f"{count}: {rate / 1e6:.0f} MB/s" for count, rate in scaler.rates)
+                log.info("%s: %d connections (measured %s)", self.remote.file, scaler.target, rates or "nothing")
 
     def _take(self) -> Segment | None:
+        now = time.monotonic()
         with self._lock:
             for segment in self.segments:
                 if not segment.complete and not segment.taken:
-                    segment.taken = True
-                    return segment
+                    return segment.take(now)
+            if self.ranged and self.size is not None:
+                return split(self.segments, now=now, at_least=self.options.min_split, eta=self.options.split_eta)
         return None
 
-    def _worker(self) -> None:
+    def _worker(self, retire: threading.Event) -> None:
         failures = 0
         buffer = memoryview(bytearray(READ_SIZE))  # reused: see models/hashfeed.py on fresh buffers
         with self._client() as client:
             self._clients.add(client)
             try:
-                while not self._stop_workers.is_set():
+                while not self._stop_workers.is_set() and not retire.is_set():
                     if self.cancel.is_set():
                         return
                     segment = self._take()
@@ -355,9 +338,11 @@ class Transfer:
                         return
                     before = segment.done
                     try:
-                        self._fetch(client, segment, buffer)
+                        self._fetch(client, segment, buffer, retire)
                         failures = 0
-                    except _Retry as retry:
+                    except _Retired:
+                        return
+                    except Retry as retry:
                         failures = 0 if segment.done > before else failures + 1
                         if failures >= self.options.max_failures:
                             self._fail(UpstreamError(f"download of {self.remote.file} failed {failures} times: {retry}"))
@@ -367,7 +352,7 @@ class Transfer:
                         log.info("%s: %s; retrying in %.1fs", self.remote.file, retry, delay)
                         if self.cancel.wait(delay):
                             return
-                    except _RangeUnsupported as exc:
+                    except RangeUnsupported as exc:
                         log.info("%s: %s; falling back to one stream", self.remote.file, exc)
                         self.ranged = False
                         self._stop_workers.set()
@@ -398,7 +383,7 @@ class Transfer:
         ceiling = min(self.options.backoff_max, self.options.backoff_base * 2 ** (failures - 1))
         return random.uniform(ceiling / 2, ceiling)  # jitter: connections must not retry in lockstep
 
-    def _fetch(self, client: httpx.Client, segment: Segment, buffer: memoryview) -> None:
+    def _fetch(self, client: httpx.Client, segment: Segment, buffer: memoryview, retire: threading.Event) -> None:
         if not self.ranged and segment.done:  # without Range a new attempt starts from the beginning
             with self._lock:
                 self.downloaded -= segment.done
@@ -412,30 +397,45 @@ class Transfer:
             headers["Range"] = f"bytes={position}-{last}"
         try:
             with client.stream("GET", url, headers=headers) as response:
-                self._check(response, url, position, segment, ranged_request)
+                try:
+                    check_response(response, file=self.remote.file, via_cdn=url != self.remote.url, position=position,
+                                   segment=segment, ranged=ranged_request, size=self.size)
+                except Retry as retry:
+                    if retry.refresh:
+                        self._cdn_url = None
+                    raise
                 if str(response.url) != self.remote.url:
                     self._cdn_url = str(response.url)
-                read = _body_reader(response)
+                read = body_reader(response)
                 while True:
                     if self.cancel.is_set():
                         raise TransferCancelled()
+                    if retire.is_set():
+                        raise _Retired()
+                    end = segment.end  # moves closer when another connection takes over the rest (segments.split)
+                    if end is not None and position >= end:
+                        break
                     # bytes the hasher is about to reach go straight into its memory
-                    view = self._feed.space(position, self.cancel.is_set) or buffer
+                    view = self._feed.space(position, lambda: self.cancel.is_set() or retire.is_set()) or buffer
+                    if end is not None:
+                        view = view[: end - position]
                     count = read(view)
                     if not count:
                         break
-                    if segment.end is not None and position + count > segment.end:
-                        raise _Retry("the server sent more bytes than asked for")
+                    if segment.end is not None:  # the rest was taken over during the read: keep only ours
+                        count = min(count, segment.end - position)
                     _write_all(self._fd, view[:count], position)
                     self._feed.commit(position, count)  # before the bytes count: the hasher may want them
                     position += count
                     self._advance(segment, count)
         except httpx.TimeoutException as exc:
-            raise _Retry(f"no data for {self.options.stall_timeout:.0f}s ({type(exc).__name__})", phase="stalled") from exc
+            raise Retry(f"no data for {self.options.stall_timeout:.0f}s ({type(exc).__name__})", phase="stalled") from exc
         except httpx.TransportError as exc:
             if self.cancel.is_set():
                 raise TransferCancelled() from exc
-            raise _Retry(f"connection failed ({type(exc).__name__})") from exc
+            if retire.is_set():
+                raise _Retired() from exc
+            raise Retry(f"connection failed ({type(exc).__name__})") from exc
         finally:
             self._feed.abandon()
         if segment.end is None:
@@ -443,48 +443,7 @@ class Transfer:
                 segment.end = position
                 self.size = position
         elif position < segment.end:
-            raise _Retry(f"the connection ended {segment.end - position} bytes early")
-
-    def _check(self, response: httpx.Response, url: str, position: int, segment: Segment, ranged: bool) -> None:
-        status = response.status_code
-        via_cdn = url != self.remote.url
-        if status in (401, 403, 404, 410) and (via_cdn or response.history):
-            # A signed redirect target that expired (or was revoked): go back to the origin.
-            self._cdn_url = None
-            raise _Retry(f"the download URL was refused ({status}); resolving it again", delay=0)
-        if status == 404:
-            raise NotFound(f"{self.remote.file}: the server has no such file")
-        if status in (401, 403):
-            # which it is: 401 no or a bad token (private, or gated without one), 403 a token without access (gated)
-            reason = response.headers.get("x-error-message") or ("credentials missing or refused" if status == 401 else "access denied")
-            raise UpstreamAuthError(f"{self.remote.file}: the server refused access ({status}: {reason})",
-                                    details={"upstream_status": status})
-        if status == 416 or status == 501:
-            raise _RangeUnsupported(f"the server refused a Range request ({status})")
-        if status == 429 or status >= 500:
-            after = response.headers.get("retry-after", "")
-            raise _Retry(f"the server answered {status}", delay=min(float(after), 60.0) if after.isdigit() else None)
-        if status not in (200, 206):
-            raise UpstreamError(f"{self.remote.file}: unexpected HTTP status {status}")
-        kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind in _ERROR_TYPES:
-            raise _Retry(f"the server sent a {kind} page instead of the file")
-        total = None
-        if status == 206:
-            match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", "").strip())
-            expected_last = None if segment.end is None else segment.end - 1
-            if not match or int(match.group(1)) != position or (expected_last is not None and int(match.group(2)) != expected_last):
-                raise _RangeUnsupported(f"the server answered a Range request with {response.headers.get('content-range')!r}")
-            total = None if match.group(3) == "*" else int(match.group(3))
-        else:
-            if ranged and position > 0:
-                raise _RangeUnsupported("the server ignored the Range request")
-            if ranged and segment.end != self.size:
-                raise _RangeUnsupported("the server ignored the Range request")
-            length = response.headers.get("content-length")
-            total = int(length) if length and length.isdigit() else None
-        if total is not None and self.size is not None and total != self.size:
-            raise VerificationError(f"{self.remote.file}: the server has {total} bytes, the registry said {self.size}")
+            raise Retry(f"the connection ended {segment.end - position} bytes early")
 
     def _advance(self, segment: Segment, count: int) -> None:
         with self._lock:
@@ -498,7 +457,7 @@ class Transfer:
             if self._unsaved >= SAVE_EVERY:
                 self._unsaved = 0
                 self._sequence += 1
-                snapshot, sequence = self._state(), self._sequence
+                snapshot, sequence = self._snapshot(), self._sequence
             self._progressed.notify_all()
         if snapshot is not None:  # written outside the lock: the other connections keep streaming
             self._save_state(snapshot, sequence)
@@ -569,29 +528,6 @@ class Transfer:
         return digest
 
 
-def _body_reader(response: httpx.Response) -> Callable[[memoryview], int]:
-    """`read(buffer) -> count` (0 at the end) for the body: straight off the socket with the
-    http11 transport; copied from httpx's pieces with its own (the proxy case)."""
-    readinto = response.extensions.get(READINTO)
-    if readinto is not None:
-        return readinto
-    pieces = response.iter_raw()
-    pending = memoryview(b"")
-
-    def read(view: memoryview) -> int:
-        nonlocal pending
-        while not pending:
-            piece = next(pieces, None)
-            if piece is None:
-                return 0
-            pending = memoryview(piece)
-        count = min(len(view), len(pending))
-        view[:count], pending = pending[:count], pending[count:]
-        return count
-
-    return read
-
-
 def _read_at(fd: int, view: memoryview, offset: int) -> int:
     if hasattr(os, "preadv"):  # into `view`, no new buffer (macOS has it from 11 on)
         return os.preadv(fd, [view], offset)
@@ -609,9 +545,3 @@ def _write_all(fd: int, data: bytes, offset: int) -> None:
         if not written:
             raise OSError(errno.EIO, "the partial file took no bytes")
         view, offset = view[written:], offset + written
-
-
-def _proxies_configured() -> bool:
-    """Whether proxy settings (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) exist: httpx reads the same."""
-    proxies = urllib.request.getproxies()
-    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
