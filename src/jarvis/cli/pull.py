@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from jarvis.cli.common import auth_headers, console, error_message, fail, get_json, server_answers, server_url
+from jarvis.cli.common import PLAIN_HTTP, auth_headers, console, error_message, fail, get_json, server_answers, server_url
 from jarvis.errors import JarvisError
 
 if TYPE_CHECKING:  # imported where used: `jarvis --help` needs none of it (cli/main.py)
@@ -62,7 +62,7 @@ def rm(model: Annotated[str, typer.Argument(help="an installed model's name or t
     settings = Settings()
     if server_answers(settings):
         response = httpx.request("DELETE", server_url(settings) + "/api/models/delete", json={"model_key": model},
-                                 headers=auth_headers(settings), timeout=30)
+                                 headers=auth_headers(settings), timeout=30, **PLAIN_HTTP)
         if response.is_error:
             fail(error_message(response))
         name = response.json()["model"]
@@ -148,7 +148,7 @@ async def _pull_remote(url: str, model: str, quantization: str | None, headers: 
     import httpx
     from httpx_sse import aconnect_sse
 
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=httpx.Timeout(30.0, read=None)) as http:
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=httpx.Timeout(30.0, read=None), **PLAIN_HTTP) as http:
         response = await http.post("/api/models/download", json={"model_key": model, "quantization": quantization})
         if response.is_error:
             fail(error_message(response))

@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import typer
 
-from jarvis.cli.common import error_message, errors, fail, server_answers, server_url
+from jarvis.cli.common import PLAIN_HTTP, error_message, errors, fail, server_answers, server_url
 from jarvis.errors import JarvisError
 
 if TYPE_CHECKING:  # imported where used: `jarvis --help` needs none of it (cli/main.py)
@@ -67,7 +67,7 @@ class RemoteChat:
         self.model = model
         self.session_id = session_id
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}  # a server with JARVIS_API_KEY set
-        self.http = httpx.AsyncClient(base_url=url, headers=headers, timeout=httpx.Timeout(30.0, read=None))
+        self.http = httpx.AsyncClient(base_url=url, headers=headers, timeout=httpx.Timeout(30.0, read=None), **PLAIN_HTTP)
 
     async def check(self) -> None:
         """Raises AnswerFailed for a model the server cannot serve or a session it does not have."""

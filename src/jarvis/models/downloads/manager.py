@@ -43,7 +43,8 @@ class DownloadManager:
         self.bus = bus
         # called with a model's name after a pull replaced its files (the engine drops the old copy)
         self.on_replaced: Callable[[str], Awaitable[None]] | None = None
-        self.client = httpx.AsyncClient(follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0))
+        self.client = httpx.AsyncClient(follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0),
+                                        transport=_FirstUseTransport())
         self.resolver = Resolver(settings, self.client)
         self.jobs: dict[str, DownloadJob] = {}  # by job id
         self._slots = asyncio.Semaphore(settings.max_concurrent_downloads)
@@ -376,3 +377,21 @@ def _partial_bytes(partial) -> int:
         return sum(done for _start, _end, done in state["segments"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0
+
+
+class _FirstUseTransport(httpx.AsyncBaseTransport):
+    """httpx's own transport, made at the first request: making it loads the CA bundle, a
+    twentieth of a second that `jarvis pull` of a plain URL (no registry to ask) never needs.
+    Proxy settings still apply: httpx mounts its proxy transports beside this one."""
+
+    def __init__(self) -> None:
+        self._transport: httpx.AsyncHTTPTransport | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._transport is None:
+            self._transport = httpx.AsyncHTTPTransport()
+        return await self._transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        if self._transport is not None:
+            await self._transport.aclose()
