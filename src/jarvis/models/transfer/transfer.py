@@ -7,10 +7,8 @@ the total keeps growing, up to `connections`. When no segment is left to start, 
 takes over the second half of a remainder another one would need seconds more for (one that
 crawls or hangs), so it does not hold up the end of the file. Each segment's progress is saved to a
 small JSON sidecar every couple of MiB (no fsync: the page cache holds data and state alike
-through a `kill -9`), so a restart re-fetches at most that much per connection. A hasher
-thread follows the contiguous completed prefix, so verification costs almost nothing at the
-end: the bytes that extend it come from memory as they arrive (models/hashfeed.py), the rest
-(other connections' segments, a resumed prefix) is read back from the page cache.
+through a `kill -9`), so a restart re-fetches at most that much per connection. The sha256 is
+computed as the bytes arrive (hashing.py), so verification costs almost nothing at the end.
 
 Servers that ignore, refuse or garble Range fall back to one sequential stream. A signed
 CDN URL that expires mid-download is dropped and resolved again from the origin. Read
@@ -25,7 +23,6 @@ settings apply, which only httpx's transport honours.
 from __future__ import annotations
 
 import errno
-import hashlib
 import logging
 import os
 import random
@@ -38,11 +35,17 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from jarvis.errors import InsufficientStorage, JarvisError, UpstreamError, VerificationError
+from jarvis.errors import (
+    InsufficientStorage,
+    JarvisError,
+    UpstreamError,
+    VerificationError,
+)
 from jarvis.models.hashfeed import HashFeed
 from jarvis.models.http11 import Http11Transport
 from jarvis.models.pinning import PublicOnlyBackend, pinned_transport
 from jarvis.models.plan import RemoteFile
+from jarvis.models.transfer.hashing import PrefixHasher
 from jarvis.models.transfer.responses import (
     RangeUnsupported,
     Retry,
@@ -51,16 +54,18 @@ from jarvis.models.transfer.responses import (
     check_response,
     proxies_configured,
 )
-from jarvis.models.transfer.scaling import INITIAL_CONNECTIONS, ConnectionScaler
+from jarvis.models.transfer.scaling import (
+    INITIAL_CONNECTIONS,
+    ConnectionScaler,
+    WorkerPool,
+)
 from jarvis.models.transfer.segments import Segment, StateFile, plan_segments, split
 
 log = logging.getLogger(__name__)
 
 SAVE_EVERY = 2 << 20
-HASH_BLOCK = 8 << 20
 HASH_AHEAD = 16 << 20  # bytes held in memory for the hasher, at most
 READ_SIZE = 1 << 20  # the most one read takes off a connection into its own buffer
-POOL_TICK = 0.05  # seconds between the pool's looks at the rate
 STALL_NOTICE = 5.0  # seconds without a byte before progress says `stalled` (at most half the stall timeout)
 
 
@@ -115,7 +120,6 @@ class Transfer:
         self.trusted_hosts = {host.lower() for host in trusted_hosts}
         self.size: int | None = remote.size
         self.downloaded = 0
-        self.hashed = 0
         self.phase = "downloading"
         self.ranged = True
         self.segments: list[Segment] = []
@@ -131,10 +135,16 @@ class Transfer:
         self._fd: int | None = None
         self._state = StateFile(self.state_path)
         self._feed = HashFeed(HASH_AHEAD)
+        self._hasher: PrefixHasher | None = None
         self._finished = False
         self._last_data = time.monotonic()
 
     # --- public ----------------------------------------------------------------------
+
+    @property
+    def hashed(self) -> int:
+        """Bytes of the file's prefix hashed so far."""
+        return self._hasher.hashed if self._hasher is not None else 0
 
     @property
     def status(self) -> str:
@@ -149,8 +159,9 @@ class Transfer:
         """Raises TransferCancelled, VerificationError, UpstreamError, UpstreamAuthError, NotFound, InsufficientStorage."""
         try:
             self._prepare()
-            sha = hashlib.sha256()
-            hasher = threading.Thread(target=self._hash_loop, args=(sha,), name="transfer-hash", daemon=True)
+            self._hasher = PrefixHasher(self._fd, self._feed, self._progressed, contiguous=self._contiguous,
+                                        finished=lambda: self._finished)
+            hasher = threading.Thread(target=self._hasher.run, name="transfer-hash", daemon=True)
             hasher.start()
             try:
                 self._run_pool(self.options.connections if self.ranged else 1)
@@ -169,7 +180,7 @@ class Transfer:
             if self._fatal is not None:
                 raise self._fatal
             self._save_state()
-            return self._verify(sha)
+            return self._verify()
         finally:
             if self._fd is not None:
                 os.close(self._fd)
@@ -279,40 +290,16 @@ class Transfer:
         """Run workers until the segments are done (or a failure, a cancel, a fallback), as many
         at a time as the scaler finds worth it, up to `most`."""
         self._stop_workers.clear()
-        scaler = ConnectionScaler(self.options.initial_connections, most)
-        workers: list[tuple[threading.Thread, threading.Event]] = []
-
-        def start(count: int) -> None:
-            for _ in range(count):
-                retire = threading.Event()
-                worker = threading.Thread(target=self._worker, args=(retire,), name=f"transfer-{len(workers)}", daemon=True)
-                workers.append((worker, retire))
-                worker.start()
-
-        start(scaler.target)
-        settled = scaler.settled
-        while True:
-            alive = [(worker, retire) for worker, retire in workers if worker.is_alive()]
-            if not alive:
-                if self._stop_workers.is_set() or self.cancel.is_set() or self._fatal is not None or self._all_done():
-                    break
-                # the last ones ended (nothing to take) while a retiring one still held a segment
-                start(1)
-                continue
-            serving = [pair for pair in alive if not pair[1].is_set()]
-            self.peak_connections = max(self.peak_connections, len(serving))
-            alive[0][0].join(POOL_TICK)
-            if self._stop_workers.is_set() or self.cancel.is_set() or settled:
-                continue
-            wanted = scaler.observe(time.monotonic(), self.downloaded)
-            if wanted > len(serving) and not self._all_done():
-                start(wanted - len(serving))
-            for _worker, retire in serving[wanted:]:  # the newest go first
-                retire.set()
-            if scaler.settled:
-                settled = True
-                rates = ", ".join(f"{count}: {rate / 1e6:.0f} MB/s" for count, rate in scaler.rates)
-                log.info("%s: %d connections (measured %s)", self.remote.file, scaler.target, rates or "nothing")
+        pool = WorkerPool(
+            self._worker,
+            ConnectionScaler(self.options.initial_connections, most),
+            received=lambda: self.downloaded,
+            halted=lambda: self._stop_workers.is_set() or self.cancel.is_set() or self._fatal is not None,
+            finished=self._all_done,
+            label=self.remote.file,
+        )
+        pool.run()
+        self.peak_connections = max(self.peak_connections, pool.peak)
 
     def _take(self) -> Segment | None:
         now = time.monotonic()
@@ -484,35 +471,7 @@ class Transfer:
                 break
         return end
 
-    def _hash_loop(self, sha) -> None:
-        # reused: a fresh 8 MiB bytes per read had the allocator map it anew, faulting in all its pages
-        buffer = memoryview(bytearray(HASH_BLOCK))
-        try:
-            while True:
-                with self._lock:
-                    while self._contiguous() <= self.hashed and not self._finished:
-                        self._progressed.wait(0.5)
-                    target = self._contiguous()
-                    finished = self._finished
-                while self.hashed < target:
-                    block = self._feed.peek(self.hashed, target)
-                    if block is not None:
-                        sha.update(block)
-                        self.hashed += len(block)
-                        self._feed.consumed(len(block))
-                        continue
-                    count = _read_at(self._fd, buffer[: target - self.hashed], self.hashed)  # not in memory
-                    if not count:
-                        break
-                    sha.update(buffer[:count])
-                    self.hashed += count
-                    self._feed.skip_to(self.hashed)
-                if finished and self.hashed >= self._contiguous():
-                    return
-        finally:
-            self._feed.close()  # a connection waiting for the hasher must not wait for one that is gone
-
-    def _verify(self, sha) -> str:
+    def _verify(self) -> str:
         self.phase = "verifying"
         actual_size = os.fstat(self._fd).st_size
         if self.size is not None and (actual_size != self.size or self.hashed != self.size):
@@ -521,19 +480,11 @@ class Transfer:
         if self.expect_gguf and os.pread(self._fd, 4, 0) != b"GGUF":
             self.discard()
             raise VerificationError(f"{self.remote.file}: the server sent something that is not a GGUF file")
-        digest = sha.hexdigest()
+        digest = self._hasher.sha.hexdigest()
         if self.remote.digest and self.remote.digest.split("-", 1)[-1].split(":", 1)[-1] != digest:
             self.discard()
             raise VerificationError(f"{self.remote.file}: sha256 {digest} does not match the published {self.remote.digest}")
         return digest
-
-
-def _read_at(fd: int, view: memoryview, offset: int) -> int:
-    if hasattr(os, "preadv"):  # into `view`, no new buffer (macOS has it from 11 on)
-        return os.preadv(fd, [view], offset)
-    data = os.pread(fd, len(view), offset)
-    view[: len(data)] = data
-    return len(data)
 
 
 def _write_all(fd: int, data: bytes, offset: int) -> None:
