@@ -18,8 +18,8 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 INITIAL_CONNECTIONS = 2
-WINDOW = 0.5  # seconds each count's rate is measured over
-SETTLE = 0.25  # seconds new connections get to connect and start sending before that
+WINDOW = 0.4  # seconds each count's rate is measured over
+SETTLE = 0.15  # seconds new connections get to connect and start sending before that
 GAIN = 1.25  # the growth of the total rate that makes a doubling worth keeping
 POOL_TICK = 0.05  # seconds between the pool's looks at the rate
 

@@ -3,9 +3,11 @@
 The file is cut into segments (segments.py); worker threads take the next unfinished segment
 and fetch it with a `Range` request, writing at its offset in a preallocated `.partial` file.
 How many workers run is measured as the bytes arrive (scaling.py): a few at first, more while
-the total keeps growing, up to `connections`. When no segment is left to start, a connection
-takes over the second half of a remainder another one would need seconds more for (one that
-crawls or hangs), so it does not hold up the end of the file. Each segment's progress is saved to a
+the total keeps growing, up to `connections`. Segments are cut for the connections a transfer starts
+with; when none is left to start, a connection takes over the second half of a remainder
+another one would need seconds more for (one that crawls or hangs), or, once more
+connections have proved to help, a quarter of a second more: added connections get work at
+once, and the end of the file is shared out. Each segment's progress is saved to a
 small JSON sidecar every couple of MiB (no fsync: the page cache holds data and state alike
 through a `kill -9`), so a restart re-fetches at most that much per connection. The sha256 is
 computed as the bytes arrive (hashing.py), so verification costs almost nothing at the end.
@@ -80,10 +82,13 @@ class TransferOptions:
     backoff_max: float = 30.0
     min_segment: int = 8 << 20
     max_segment: int = 256 << 20
-    # a connection with nothing left to start takes over half of a remainder this big or more
-    # that another connection would take longer than `split_eta` seconds to finish
+    # A connection with nothing left to start takes over half of a remainder this big or more
+    # that another connection would take longer than `split_eta` seconds to finish (one that
+    # crawls), or `split_eta_scaled` once the transfer has found that more connections help
+    # (each is capped): then the tail of the file is shared out too.
     min_split: int = 2 << 20
     split_eta: float = 2.0
+    split_eta_scaled: float = 0.25
 
 
 class _Retired(Exception):
@@ -136,6 +141,7 @@ class Transfer:
         self._state = StateFile(self.state_path)
         self._feed = HashFeed(HASH_AHEAD)
         self._hasher: PrefixHasher | None = None
+        self._pool: WorkerPool | None = None
         self._finished = False
         self._last_data = time.monotonic()
 
@@ -210,7 +216,9 @@ class Transfer:
         else:
             if self.size is None:
                 self._probe()
-            self.segments = plan_segments(self.size, ranged=self.ranged, connections=self.options.connections,
+            # cut for the connections a transfer starts with: on a link they fill, few requests
+            # and long runs for the hasher; connections added later take over halves (split)
+            self.segments = plan_segments(self.size, ranged=self.ranged, connections=self.options.initial_connections,
                                           min_segment=self.options.min_segment, max_segment=self.options.max_segment)
             fd = os.open(self.partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
             if self.size:
@@ -290,7 +298,7 @@ class Transfer:
         """Run workers until the segments are done (or a failure, a cancel, a fallback), as many
         at a time as the scaler finds worth it, up to `most`."""
         self._stop_workers.clear()
-        pool = WorkerPool(
+        self._pool = pool = WorkerPool(
             self._worker,
             ConnectionScaler(self.options.initial_connections, most),
             received=lambda: self.downloaded,
@@ -308,7 +316,9 @@ class Transfer:
                 if not segment.complete and not segment.taken:
                     return segment.take(now)
             if self.ranged and self.size is not None:
-                return split(self.segments, now=now, at_least=self.options.min_split, eta=self.options.split_eta)
+                scaled = self._pool is not None and self._pool.scaler.target > self.options.initial_connections
+                eta = self.options.split_eta_scaled if scaled else self.options.split_eta
+                return split(self.segments, now=now, at_least=self.options.min_split, eta=eta)
         return None
 
     def _worker(self, retire: threading.Event) -> None:
