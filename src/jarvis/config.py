@@ -80,7 +80,8 @@ class Settings(BaseSettings):
     max_queue: int = Field(64, ge=0, validation_alias=AliasChoices("JARVIS_MAX_QUEUE"))
 
     max_concurrent_downloads: int = Field(2, ge=1, le=16, validation_alias=AliasChoices("JARVIS_MAX_DOWNLOADS"))
-    download_connections: int = Field(4, ge=1, le=16, validation_alias=AliasChoices("JARVIS_DOWNLOAD_CONNECTIONS"))
+    # the most ranged connections per file: a transfer starts with two and adds more while they help
+    download_connections: int = Field(16, ge=1, le=16, validation_alias=AliasChoices("JARVIS_DOWNLOAD_CONNECTIONS"))
     # seconds without a byte before a connection counts as stalled and is retried
     download_stall_seconds: float = Field(20.0, gt=0, validation_alias=AliasChoices("JARVIS_DOWNLOAD_STALL_SECONDS"))
     download_backoff_seconds: float = Field(0.5, gt=0, validation_alias=AliasChoices("JARVIS_DOWNLOAD_BACKOFF_SECONDS"))

@@ -7,6 +7,7 @@ is not written out again.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -114,3 +115,41 @@ def jarvis(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedPr
     """Run the installed `jarvis` console script."""
     assert JARVIS.exists(), f"{JARVIS} is missing: install the project (`pip install -e .`)"
     return subprocess.run([str(JARVIS), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
+
+
+# What the client-side commands must not import: the server's web framework, the database
+# layer, llama.cpp and numpy (with the `gguf` package that pulls it in). Each costs a large
+# part of a second at start-up (src/jarvis/cli/main.py).
+SERVER_SIDE_MODULES = frozenset(
+    {"numpy", "gguf", "llama_cpp", "sqlalchemy", "alembic", "aiosqlite", "asyncpg", "fastapi", "starlette", "uvicorn"}
+)
+_LOADED_AT_EXIT = """
+import atexit, json, os, sys
+
+def report():
+    with open(os.environ["JARVIS_TEST_MODULES_FILE"], "w") as out:
+        json.dump(sorted({name.split(".")[0] for name in sys.modules}), out)
+
+atexit.register(report)
+sys.argv[0] = "jarvis"
+from jarvis.cli.main import app
+app()
+"""
+
+
+def jarvis_modules(*args: str, env: dict[str, str], cwd: Path) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run `jarvis ARGS` as the console script does; returns the result and the top-level
+    packages the process had imported when it exited."""
+    report = cwd / f"modules-{time.monotonic_ns()}.json"
+    result = subprocess.run(
+        [sys.executable, "-c", _LOADED_AT_EXIT, *args],
+        cwd=cwd,
+        env={**env, "JARVIS_TEST_MODULES_FILE": str(report)},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+    )
+    loaded = set(json.loads(report.read_text()))
+    report.unlink()
+    return result, loaded

@@ -9,7 +9,7 @@ import time
 
 import httpx
 
-from tests.cli import JARVIS, REPO, jarvis, running, server_env
+from tests.cli import JARVIS, REPO, SERVER_SIDE_MODULES, jarvis, jarvis_modules, running, server_env
 from tests.conftest import fresh_store
 from tests.support.gguf_files import gguf_bytes
 from tests.support.hub import Fault
@@ -65,8 +65,9 @@ def test_pull_through_a_running_server(tmp_path, models_dir, hub):
     with running(
         [str(JARVIS), "serve", "--port", str(port)], port=port, env=env, cwd=REPO, log=tmp_path / "serve.log"
     ) as server:
-        pulled = jarvis("pull", f"hf.co/{REPO_ID}", env=env, cwd=tmp_path)
+        pulled, loaded = jarvis_modules("pull", f"hf.co/{REPO_ID}", env=env, cwd=tmp_path)
         assert pulled.returncode == 0, pulled.stdout + pulled.stderr
+        assert loaded & SERVER_SIDE_MODULES == set()  # a client of the server starts light
         names = [m["name"] for m in httpx.get(server.url + "/api/models").json()["models"]]
         assert "hf.co/acme/tiny-GGUF:Q4_K_M" in names
         removed = jarvis("rm", "hf.co/acme/tiny-GGUF:Q4_K_M", env=env, cwd=tmp_path)

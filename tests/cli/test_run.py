@@ -18,7 +18,7 @@ import pytest
 from jarvis.models.bundled import BUNDLED_NAME
 from jarvis.storage import repos
 from jarvis.storage.db import Database
-from tests.cli import CLI_TIMEOUT_S, JARVIS, running, server_env
+from tests.cli import CLI_TIMEOUT_S, JARVIS, SERVER_SIDE_MODULES, jarvis_modules, running, server_env
 from tests.support.clients import LONG_ANSWER
 from tests.support.postgres import free_port
 
@@ -183,6 +183,15 @@ def test_one_shot_and_piped_through_a_running_server(served, tmp_path, models_di
     assert [[m["role"] for m in messages] for messages in newest] == [["user", "assistant"]] * 3
     assert newest[-1][1]["content"].strip() == asked.stdout.strip()
     assert not (tmp_path / "cli-data" / "jarvis.db").exists()  # everything went through the server
+
+
+def test_through_a_running_server_no_server_side_module_is_imported(served, tmp_path, models_dir):
+    result, loaded = jarvis_modules(
+        "run", BUNDLED_NAME, "/calc 6*7", env=client_env(served, tmp_path, models_dir), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "42" in result.stdout
+    assert loaded & SERVER_SIDE_MODULES == set()
 
 
 def test_interactive_flag_reads_piped_lines_as_one_conversation(served, tmp_path, models_dir):

@@ -1,20 +1,22 @@
-"""`jarvis serve | list | ps | pull | rm`: thin commands over the same services the server runs."""
+"""`jarvis serve | list | ps | pull | rm | run`: thin commands over the same services the server runs.
+
+Each command imports what it needs when it runs: the client-side commands (`pull`, `run`
+through a server, `--help`) start in a fraction of a second, without the web framework, the
+database layer, llama.cpp or numpy (tests/cli/test_startup.py checks which modules load).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from jarvis.api.security import check_bind
-from jarvis.cli.common import console, get_json
 from jarvis.cli.pull import pull, rm
 from jarvis.cli.run import run
-from jarvis.config import Settings
-from jarvis.models.bundled import ensure_bundled
-from jarvis.models.store import ModelStore
+
+if TYPE_CHECKING:
+    from jarvis.config import Settings
 
 app = typer.Typer(help="JARVIS Core: a local-first AI assistant backend.", no_args_is_help=True)
 
@@ -30,12 +32,15 @@ def serve(
     """Start the server on the bundled default model."""
     import uvicorn
 
+    from jarvis.api.security import check_bind
+    from jarvis.config import Settings
+
     settings = Settings()
     host = host or settings.host
     port = port or settings.port
     check_bind(settings, host)
-    settings.host, settings.port = host, port  # what the app and its checks should know
     _check_memory(settings)
+    settings.host, settings.port = host, port  # what the app and its checks should know
     log_level = settings.log_level.lower()
     if reload:
         # The reloader imports the app afresh in a child process, which reads the same settings.
@@ -57,6 +62,7 @@ def serve(
 
 def _check_memory(settings: Settings) -> None:
     """Exit with the reason when the slots and context asked for cannot fit in memory."""
+    from jarvis.cli.common import console
     from jarvis.errors import JarvisError
     from jarvis.services import check_memory_settings
 
@@ -70,6 +76,13 @@ def _check_memory(settings: Settings) -> None:
 @app.command(name="list")
 def list_models() -> None:
     """Installed models."""
+    from rich.table import Table
+
+    from jarvis.cli.common import console
+    from jarvis.config import Settings
+    from jarvis.models.bundled import ensure_bundled
+    from jarvis.models.store import ModelStore
+
     settings = Settings()
     store = ModelStore(settings.models_dir)
     ensure_bundled(store)  # the bundled models count as installed before the first `serve`
@@ -90,6 +103,11 @@ def list_models() -> None:
 @app.command()
 def ps() -> None:
     """The model loaded in the running server (found through API_HOST and JARVIS_PORT / API_PORT)."""
+    from rich.table import Table
+
+    from jarvis.cli.common import console, get_json
+    from jarvis.config import Settings
+
     settings = Settings()
     active = get_json(settings, "/api/models/active")
     table = Table("NAME", "ENGINE", "STATE", "CONTEXT", "LOAD TIME")

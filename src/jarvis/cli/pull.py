@@ -3,20 +3,26 @@ with the same download manager and store the server uses."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import httpx
 import typer
-from httpx_sse import aconnect_sse
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn
-from rich.table import Column, Table
 
-from jarvis.cli.common import auth_headers, console, error_message, fail, get_json, server_answers, server_url
-from jarvis.config import Settings
+from jarvis.cli.common import (
+    NO_TLS_VERIFY,
+    auth_headers,
+    console,
+    error_message,
+    fail,
+    get_json,
+    server_answers,
+    server_url,
+)
 from jarvis.errors import JarvisError
+
+if TYPE_CHECKING:  # imported where used: `jarvis --help` needs none of it (cli/main.py)
+    from jarvis.config import Settings
 
 TERMINAL = ("completed", "cancelled", "error")
 
@@ -33,6 +39,10 @@ def pull(
 ) -> None:
     """Download a model, with progress. Ctrl-C stops; pulling again resumes where it stopped.
     Without a model, list the catalog's shortcuts with their size and the memory they need."""
+    import asyncio
+
+    from jarvis.config import Settings
+
     settings = Settings()
     remote = server_answers(settings)
     if model is None:
@@ -56,6 +66,10 @@ def pull(
 
 def rm(model: Annotated[str, typer.Argument(help="an installed model's name or the key it was pulled with")]) -> None:
     """Delete an installed model (its files go when no other model uses them)."""
+    import httpx
+
+    from jarvis.config import Settings
+
     settings = Settings()
     if server_answers(settings):
         response = httpx.request(
@@ -64,6 +78,7 @@ def rm(model: Annotated[str, typer.Argument(help="an installed model's name or t
             json={"model_key": model},
             headers=auth_headers(settings),
             timeout=30,
+            verify=NO_TLS_VERIFY,
         )
         if response.is_error:
             fail(error_message(response))
@@ -83,6 +98,8 @@ def rm(model: Annotated[str, typer.Argument(help="an installed model's name or t
 
 def _list_shortcuts(settings: Settings, remote: bool) -> None:
     """The catalog as the server sees it (installed, fits its memory), else as this machine does."""
+    from rich.table import Column, Table
+
     if remote:
         shortcuts = [m for m in get_json(settings, "/api/models/available")["models"] if "memory" in m]
     else:
@@ -131,6 +148,8 @@ def _gb(size: int | None) -> str:
 
 async def _show(updates: AsyncIterator[dict]) -> dict:
     """Render progress snapshots until the job ends; returns the last one."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn
+
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -161,7 +180,12 @@ async def _show(updates: AsyncIterator[dict]) -> dict:
 
 
 async def _pull_remote(url: str, model: str, quantization: str | None, headers: dict) -> dict:
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=httpx.Timeout(30.0, read=None)) as http:
+    import httpx
+    from httpx_sse import aconnect_sse
+
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, timeout=httpx.Timeout(30.0, read=None), verify=NO_TLS_VERIFY
+    ) as http:
         response = await http.post("/api/models/download", json={"model_key": model, "quantization": quantization})
         if response.is_error:
             fail(error_message(response))
@@ -181,6 +205,8 @@ async def _pull_remote(url: str, model: str, quantization: str | None, headers: 
 
 
 async def _pull_local(settings: Settings, model: str, quantization: str | None) -> dict:
+    import asyncio
+
     from jarvis.events import EventBus
     from jarvis.models.downloads import DownloadManager
     from jarvis.models.store import ModelStore
@@ -208,6 +234,8 @@ async def _pull_local(settings: Settings, model: str, quantization: str | None) 
 
 async def _until_done(watch: Awaitable[dict], pause: Callable[[], Awaitable]) -> dict:
     """Wait for the download; on Ctrl-C (the task is cancelled) pause it so it can resume."""
+    import asyncio
+
     try:
         return await watch
     except asyncio.CancelledError:

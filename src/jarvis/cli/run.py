@@ -13,25 +13,24 @@ prompt leave. `jarvis run MODEL "question"` answers once; text piped on stdin is
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import stat
 import sys
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Protocol
 from urllib.parse import quote
 
-import httpx
 import typer
-from httpx_sse import aconnect_sse
-from pydantic import TypeAdapter, ValidationError
 
-from jarvis.api.ranges import MaxTokens, Temperature, TopP
-from jarvis.cli.common import error_message, errors, fail, server_answers, server_url
-from jarvis.config import Settings
+from jarvis.cli.common import NO_TLS_VERIFY, error_message, errors, fail, server_answers, server_url
 from jarvis.errors import JarvisError
+
+if TYPE_CHECKING:  # imported where used: `jarvis --help` needs none of it (cli/main.py)
+    import asyncio
+
+    from jarvis.config import Settings
 
 PROMPT, MORE = ">>> ", "... "
 BLOCK = '"""'
@@ -46,13 +45,8 @@ Multi-line input: end a line with \\ to go on with the next one, or wrap text in
 Ctrl-C stops the answer being written; the chat goes on."""
 
 
-# `/set parameter` names (Ollama's) → the chat API's field and the range it takes.
-PARAMETERS: dict[str, tuple[str, Any]] = {
-    "temperature": ("temperature", Temperature),
-    "top_p": ("top_p", TopP),
-    "seed": ("seed", int),
-    "num_predict": ("max_tokens", MaxTokens),
-}
+# `/set parameter` names (Ollama's) → the chat API's field.
+PARAMETERS = {"temperature": "temperature", "top_p": "top_p", "seed": "seed", "num_predict": "max_tokens"}
 
 
 class AnswerFailed(Exception):
@@ -74,12 +68,16 @@ class RemoteChat:
     """The conversation as a session of the running server, through its native SSE API."""
 
     def __init__(self, url: str, model: str, session_id: str | None, *, api_key: str | None = None) -> None:
+        import httpx
+
         self.url = url
         self.model = model
         self.session_id = session_id
         self.parameters: dict[str, float | int] = {}
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}  # a server with JARVIS_API_KEY set
-        self.http = httpx.AsyncClient(base_url=url, headers=headers, timeout=httpx.Timeout(30.0, read=None))
+        self.http = httpx.AsyncClient(
+            base_url=url, headers=headers, timeout=httpx.Timeout(30.0, read=None), verify=NO_TLS_VERIFY
+        )
 
     async def check(self) -> None:
         """Raises AnswerFailed for a model the server cannot serve or a session it does not have."""
@@ -97,6 +95,8 @@ class RemoteChat:
             if response.is_error:
                 raise AnswerFailed(error_message(response))
             self.session_id = response.json()["id"]
+        from httpx_sse import aconnect_sse
+
         body = {"message": text, "model": self.model, "stream": True, "sessionId": self.session_id, **self.parameters}
         async with aconnect_sse(self.http, "POST", "/api/chat/messages", json=body) as source:
             if source.response.is_error:
@@ -176,6 +176,10 @@ def run(
 
     Through the running server when one answers (API_HOST, JARVIS_PORT / API_PORT), else standalone.
     """
+    import asyncio
+
+    from jarvis.config import Settings
+
     settings = Settings()
     chatting = interactive or (prompt is None and sys.stdin.isatty())
     if not interactive:
@@ -223,6 +227,8 @@ def _piped_stdin() -> str | None:
 
 def _open(runner: asyncio.Runner, settings: Settings, model: str, session: str | None) -> Chat:
     """The running server's chat, or a standalone one; fails with one line when the model cannot be served."""
+    import httpx
+
     try:
         if server_answers(settings):
             chat: Chat = RemoteChat(server_url(settings), model, session, api_key=settings.api_key)
@@ -243,6 +249,8 @@ def _open(runner: asyncio.Runner, settings: Settings, model: str, session: str |
 
 
 def _describe(exc: BaseException) -> str:
+    import httpx
+
     if isinstance(exc, JarvisError):
         return exc.message
     if isinstance(exc, httpx.TransportError):
@@ -253,6 +261,7 @@ def _describe(exc: BaseException) -> str:
 def _answer(runner: asyncio.Runner, chat: Chat, text: str) -> str:
     """Stream one answer to stdout; returns "done", "stopped" (Ctrl-C: the stored answer says
     so) or "failed" (the reason is one line on stderr)."""
+    import httpx
 
     async def stream() -> None:
         async with aclosing(chat.answer(text)) as tokens:
@@ -314,15 +323,20 @@ def _chat(runner: asyncio.Runner, chat: Chat) -> None:
 
 
 def _set(chat: Chat, text: str) -> None:
-    """`/set parameter NAME VALUE`, as in Ollama: kept for the answers that follow. A value the
-    is checked against the range the chat API takes."""
+    """`/set parameter NAME VALUE`, as in Ollama: kept for the answers that follow, checked
+    against the range the chat API takes."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from jarvis.api.ranges import MaxTokens, Temperature, TopP
+
+    ranges = {"temperature": Temperature, "top_p": TopP, "seed": int, "max_tokens": MaxTokens}
     words = text.split()
     if len(words) != 4 or words[1] != "parameter" or words[2] not in PARAMETERS:
         errors.print(f"usage: /set parameter NAME VALUE, NAME one of {', '.join(PARAMETERS)}", highlight=False)
         return
-    field, kind = PARAMETERS[words[2]]
+    field = PARAMETERS[words[2]]
     try:
-        chat.parameters[field] = TypeAdapter(kind).validate_python(words[3])
+        chat.parameters[field] = TypeAdapter(ranges[field]).validate_python(words[3])
     except ValidationError as exc:
         errors.print(f"{words[2]}: {exc.errors()[0]['msg']}", highlight=False)
         return

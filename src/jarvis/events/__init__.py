@@ -6,10 +6,13 @@ On SQLite (one process) the bus stays in-process and no transport is started.
 
 from __future__ import annotations
 
-from sqlalchemy.engine import URL
+from typing import TYPE_CHECKING
 
 from jarvis.events.bus import LOCAL_ONLY, Event, EventBus, Transport
 from jarvis.events.relay import Relay
+
+if TYPE_CHECKING:  # `jarvis pull` uses the bus without the database layer
+    from sqlalchemy.engine import URL
 
 __all__ = ["LOCAL_ONLY", "Event", "EventBus", "Relay", "Transport", "start_transport"]
 

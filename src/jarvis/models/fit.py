@@ -28,9 +28,11 @@ import psutil
 from jarvis.config import Settings
 from jarvis.errors import InvalidInput, JarvisError
 from jarvis.models.catalog import CatalogEntry, load_catalog, lookup
+from jarvis.models.http11 import Http11Transport
 from jarvis.models.pinning import PublicOnlyBackend, pinned_transport
 from jarvis.models.plan import Plan
 from jarvis.models.registries.url import check_public_url
+from jarvis.models.transfer.responses import proxies_configured
 
 MiB = 1 << 20
 CATALOG_CONTEXT = 4096  # the context the catalog's KV cache sizes are given for
@@ -112,6 +114,8 @@ def _probe_size(url: str, *, public_only: bool) -> int | None:
             "transport": pinned_transport(PublicOnlyBackend()),
             "event_hooks": {"request": [lambda request: check_public_url(str(request.url))]},
         }
+    elif not proxies_configured():  # it loads the CA bundle only for https, as the download does (httpx's always)
+        options = {"transport": Http11Transport()}
     try:
         with httpx.Client(
             follow_redirects=True, timeout=PROBE_TIMEOUT, headers={"Accept-Encoding": "identity"}, **options

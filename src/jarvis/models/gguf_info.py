@@ -3,7 +3,7 @@
 Metadata and tensor descriptions are walked with `struct` over an mmap, every count,
 length, dimension and offset bounded: a crafted header is refused with ModelLoadError,
 never a crash, a hang or a huge allocation. The tables of tensor types and file types
-come from the `gguf` package; its `GGUFReader` is not used to parse, because it builds
+are the `gguf` package's (models/ggml_types.py); its `GGUFReader` is not used to parse, because it builds
 numpy views of every array field (over 30 s for a 262k-entry vocabulary on two cores)
 and trusts the counts it reads.
 """
@@ -15,9 +15,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from gguf.constants import GGML_QUANT_SIZES, LlamaFileType
-
 from jarvis.errors import ModelLoadError
+from jarvis.models.ggml_types import FILE_TYPES, TENSOR_TYPE_SIZES
 
 GGUF_MAGIC = b"GGUF"
 MAX_STRING = 1 << 24  # 16 MiB: a chat template is a few KB, a token a few bytes
@@ -29,8 +28,6 @@ MAX_ALIGNMENT = 1 << 20
 # GGUF value types -> struct format of one item (strings and arrays are handled apart)
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _STRING, _ARRAY = 8, 9
-_TYPE_SIZES = {int(kind): sizes for kind, sizes in GGML_QUANT_SIZES.items()}  # type -> (block, bytes)
-FILE_TYPES = {int(t): t.name.removeprefix("MOSTLY_") for t in LlamaFileType}
 
 
 class _Cursor:
@@ -119,14 +116,14 @@ def _parse(buf: bytes | memoryview | mmap.mmap) -> tuple[dict, list[tuple[str, l
             raise ValueError(f"tensor {name!r} has {n_dims} dimensions")
         dims = [cur.take("Q") for _ in range(n_dims)]
         kind, offset = cur.take("I"), cur.take("Q")
-        if kind not in _TYPE_SIZES:
+        if kind not in TENSOR_TYPE_SIZES:
             raise ValueError(f"tensor {name!r} has unknown type {kind}")
         elements = 1
         for dim in dims:
             if not 1 <= dim <= 1 << 40:
                 raise ValueError(f"tensor {name!r} has dimension {dim}")
             elements *= dim
-        block, block_bytes = _TYPE_SIZES[kind]
+        block, block_bytes = TENSOR_TYPE_SIZES[kind]
         if elements > 1 << 45 or dims[0] % block:
             raise ValueError(f"tensor {name!r} has a shape its type cannot hold")
         if offset % alignment:

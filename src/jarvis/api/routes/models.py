@@ -180,6 +180,7 @@ async def _delete(services: Services, key: str) -> dict:
     manifest = find_installed(services.store, key)
     await services.engines.local.forget(manifest.name)
     removed = await asyncio.to_thread(services.store.delete, manifest.name)
+    services.downloads.forget(manifest.name)  # its finished jobs would tell late listeners "completed"
     return {"model": manifest.name, "deleted": True, "removed_blobs": removed}
 
 

@@ -1,13 +1,16 @@
-"""Download one file with several ranged connections, resumable across restarts.
+"""Fetch one file with ranged connections, resumable across restarts.
 
-The file is cut into segments; worker threads take the next unfinished segment and fetch
-it with a `Range` request, writing at its offset in a preallocated `.partial` file. Each
-segment's progress is saved to a small JSON sidecar every couple of MiB (no fsync: the
-page cache holds data and state alike through a `kill -9`), so a restart re-fetches at
-most that much per connection. A hasher thread follows the contiguous completed prefix, so
-verification costs almost nothing at the end: the bytes that extend it come from memory as
-they arrive (models/hashfeed.py), the rest (other connections' segments, a resumed prefix)
-is read back from the page cache.
+The file is cut into segments (segments.py); worker threads take the next unfinished segment
+and fetch it with a `Range` request, writing at its offset in a preallocated `.partial` file.
+How many workers run is measured as the bytes arrive (scaling.py): a few at first, more while
+the total keeps growing, up to `connections`. Segments are cut for the connections a transfer starts
+with; when none is left to start, a connection takes over the second half of a remainder
+another one would need seconds more for (one that crawls or hangs), or, once more
+connections have proved to help, a quarter of a second more: added connections get work at
+once, and the end of the file is shared out. Each segment's progress is saved to a
+small JSON sidecar every couple of MiB (no fsync: the page cache holds data and state alike
+through a `kill -9`), so a restart re-fetches at most that much per connection. The sha256 is
+computed as the bytes arrive (hashing.py), so verification costs almost nothing at the end.
 
 Servers that ignore, refuse or garble Range fall back to one sequential stream. A signed
 CDN URL that expires mid-download is dropped and resolved again from the origin. Read
@@ -22,17 +25,13 @@ settings apply, which only httpx's transport honours.
 from __future__ import annotations
 
 import errno
-import hashlib
-import json
 import logging
 import os
 import random
-import re
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,31 +41,41 @@ import httpx
 from jarvis.errors import (
     InsufficientStorage,
     JarvisError,
-    NotFound,
-    UpstreamAuthError,
     UpstreamError,
     VerificationError,
 )
 from jarvis.models.hashfeed import HashFeed
-from jarvis.models.http11 import READINTO, Http11Transport
+from jarvis.models.http11 import Http11Transport
 from jarvis.models.pinning import PublicOnlyBackend, pinned_transport
 from jarvis.models.plan import RemoteFile
+from jarvis.models.transfer.hashing import PrefixHasher
+from jarvis.models.transfer.responses import (
+    RangeUnsupported,
+    Retry,
+    TransferCancelled,
+    body_reader,
+    check_response,
+    proxies_configured,
+)
+from jarvis.models.transfer.scaling import (
+    INITIAL_CONNECTIONS,
+    ConnectionScaler,
+    WorkerPool,
+)
+from jarvis.models.transfer.segments import Segment, StateFile, plan_segments, split
 
 log = logging.getLogger(__name__)
 
 SAVE_EVERY = 2 << 20
-STATE_PAGE = 4096  # a state up to this size is rewritten in place, as one page (see _save_state)
-HASH_BLOCK = 8 << 20
 HASH_AHEAD = 16 << 20  # bytes held in memory for the hasher, at most
-READ_SIZE = 1 << 20  # the most one read takes off a connection
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
-_ERROR_TYPES = ("text/html", "application/json", "application/xml", "text/xml", "text/plain")
+READ_SIZE = 1 << 20  # the most one read takes off a connection into its own buffer
 STALL_NOTICE = 5.0  # seconds without a byte before progress says `stalled` (at most half the stall timeout)
 
 
 @dataclass
 class TransferOptions:
-    connections: int = 4
+    connections: int = 16  # the most ranged connections per file (scaling.py finds how many help)
+    initial_connections: int = INITIAL_CONNECTIONS
     stall_timeout: float = 20.0
     connect_timeout: float = 10.0
     max_failures: int = 8  # consecutive failed attempts without a byte of progress
@@ -74,35 +83,17 @@ class TransferOptions:
     backoff_max: float = 30.0
     min_segment: int = 8 << 20
     max_segment: int = 256 << 20
+    # A connection with nothing left to start takes over half of a remainder this big or more
+    # that another connection would take longer than `split_eta` seconds to finish (one that
+    # crawls), or `split_eta_scaled` once the transfer has found that more connections help
+    # (each is capped): then the tail of the file is shared out too.
+    min_split: int = 2 << 20
+    split_eta: float = 2.0
+    split_eta_scaled: float = 0.25
 
 
-class TransferCancelled(Exception):
-    pass
-
-
-class _Retry(Exception):
-    """A failed attempt worth trying again; `phase` is what progress shows meanwhile."""
-
-    def __init__(self, message: str, *, phase: str = "retrying", delay: float | None = None) -> None:
-        super().__init__(message)
-        self.phase = phase
-        self.delay = delay
-
-
-class _RangeUnsupported(Exception):
-    pass
-
-
-@dataclass
-class Segment:
-    start: int
-    end: int | None  # exclusive; None while the size is unknown (one sequential stream)
-    done: int = 0
-    taken: bool = field(default=False, repr=False)
-
-    @property
-    def complete(self) -> bool:
-        return self.end is not None and self.start + self.done >= self.end
+class _Retired(Exception):
+    """The pool has one connection too many: this one hands its segment back and ends."""
 
 
 class Transfer:
@@ -135,13 +126,12 @@ class Transfer:
         self.trusted_hosts = {host.lower() for host in trusted_hosts}
         self.size: int | None = remote.size
         self.downloaded = 0
-        self.hashed = 0
         self.phase = "downloading"
         self.ranged = True
         self.segments: list[Segment] = []
+        self.peak_connections = 0  # the most connections that ran at once
         self._lock = threading.Lock()
-        self._save_lock = threading.Lock()
-        self._sequence = self._saved_sequence = 0
+        self._sequence = 0
         self._progressed = threading.Condition(self._lock)
         self._unsaved = 0
         self._cdn_url: str | None = None
@@ -149,12 +139,19 @@ class Transfer:
         self._stop_workers = threading.Event()
         self._clients: set[httpx.Client] = set()
         self._fd: int | None = None
-        self._state_fd: int | None = None  # the state sidecar, open while it is one page
+        self._state = StateFile(self.state_path)
         self._feed = HashFeed(HASH_AHEAD)
+        self._hasher: PrefixHasher | None = None
+        self._pool: WorkerPool | None = None
         self._finished = False
         self._last_data = time.monotonic()
 
     # --- public ----------------------------------------------------------------------
+
+    @property
+    def hashed(self) -> int:
+        """Bytes of the file's prefix hashed so far."""
+        return self._hasher.hashed if self._hasher is not None else 0
 
     @property
     def status(self) -> str:
@@ -169,14 +166,20 @@ class Transfer:
         """Raises TransferCancelled, VerificationError, UpstreamError, UpstreamAuthError, NotFound, InsufficientStorage."""
         try:
             self._prepare()
-            sha = hashlib.sha256()
-            hasher = threading.Thread(target=self._hash_loop, args=(sha,), name="transfer-hash", daemon=True)
+            self._hasher = PrefixHasher(
+                self._open_fd,
+                self._feed,
+                self._progressed,
+                contiguous=self._contiguous,
+                finished=lambda: self._finished,
+            )
+            hasher = threading.Thread(target=self._hasher.run, name="transfer-hash", daemon=True)
             hasher.start()
             try:
-                self._run_workers(min(self.options.connections, len(self.segments)) if self.ranged else 1)
+                self._run_pool(self.options.connections if self.ranged else 1)
                 if self._fatal is None and not self._all_done() and not self.cancel.is_set():
                     self._fall_back_to_one_stream()  # Range did not work out
-                    self._run_workers(1)
+                    self._run_pool(1)
                 if self._all_done():
                     self.phase = "verifying"  # the hasher may still be catching up: not a stall
             finally:
@@ -189,13 +192,12 @@ class Transfer:
             if self._fatal is not None:
                 raise self._fatal
             self._save_state()
-            return self._verify(sha)
+            return self._verify()
         finally:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
-            with self._save_lock:
-                self._close_state()
+            self._state.close()
 
     def abort(self) -> None:
         """Cancel from another thread: blocked reads are interrupted at once."""
@@ -220,7 +222,15 @@ class Transfer:
         else:
             if self.size is None:
                 self._probe()
-            self._plan_segments()
+            # cut for the connections a transfer starts with: on a link they fill, few requests
+            # and long runs for the hasher; connections added later take over halves (split)
+            self.segments = plan_segments(
+                self.size,
+                ranged=self.ranged,
+                connections=self.options.initial_connections,
+                min_segment=self.options.min_segment,
+                max_segment=self.options.max_segment,
+            )
             fd = os.open(self.partial, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
             if self.size:
                 os.ftruncate(fd, self.size)
@@ -240,21 +250,11 @@ class Transfer:
             self.size = int(length)
             self.ranged = response.headers.get("accept-ranges", "").lower() == "bytes"
 
-    def _plan_segments(self) -> None:
-        if not self.size or not self.ranged:
-            self.segments = [Segment(0, self.size)]
-            return
-        step = self.size // (self.options.connections * 4) or self.size
-        step = max(self.options.min_segment, min(self.options.max_segment, step))
-        self.segments = [Segment(start, min(start + step, self.size)) for start in range(0, self.size, step)]
-
     def _load_state(self) -> bool:
-        try:
-            state = json.loads(self.state_path.read_text())
-        except (OSError, ValueError):
-            return False
+        state = self._state.load()
         if (
-            state.get("url") != self.remote.url
+            not isinstance(state, dict)
+            or state.get("url") != self.remote.url
             or state.get("digest") != self.remote.digest
             or not self.partial.exists()
             or (state.get("size") is not None and self.partial.stat().st_size != state["size"])
@@ -268,7 +268,7 @@ class Transfer:
         self.downloaded = sum(s.done for s in self.segments)
         return True
 
-    def _state(self) -> dict:
+    def _snapshot(self) -> dict:
         return {
             "url": self.remote.url,
             "digest": self.remote.digest,
@@ -278,35 +278,7 @@ class Transfer:
         }
 
     def _save_state(self, state: dict | None = None, sequence: int | None = None) -> None:
-        """Write the state sidecar; a snapshot older than one already written is skipped.
-
-        A state that fits in one page is padded to a page (JSON allows trailing blanks) and
-        from then on rewritten in place with one pwrite of that page, which a kill -9 cannot
-        tear (the kernel checks for a fatal signal between the pages of a write, not within
-        one). Writing a new file and renaming it over the old one, each time, stalled on the
-        file system's journal while the data streamed in: it cost a third of the throughput.
-        Bigger states (hundreds of segments) are still replaced whole."""
-        state = state or self._state()
-        with self._save_lock:
-            if sequence is not None:
-                if sequence <= self._saved_sequence:
-                    return
-                self._saved_sequence = sequence
-            data = json.dumps(state).encode()
-            if len(data) <= STATE_PAGE and self._state_fd is not None:
-                os.pwrite(self._state_fd, data.ljust(STATE_PAGE), 0)
-                return
-            self._close_state()
-            tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-            tmp.write_bytes(data.ljust(STATE_PAGE))
-            os.replace(tmp, self.state_path)
-            if len(data) <= STATE_PAGE:
-                self._state_fd = os.open(self.state_path, os.O_WRONLY)
-
-    def _close_state(self) -> None:
-        if self._state_fd is not None:
-            os.close(self._state_fd)
-            self._state_fd = None
+        self._state.save(state or self._snapshot(), sequence)
 
     # --- workers -------------------------------------------------------------------------
 
@@ -316,7 +288,7 @@ class Transfer:
         if self.url_guard:  # pinned to checked addresses, so no proxy (httpx ignored proxy settings here before too)
             backend = PublicOnlyBackend(exempt=self.trusted_hosts)
             extra = {"event_hooks": {"request": [self._guard]}, "transport": pinned_transport(backend)}
-        elif not _proxies_configured():  # otherwise httpx's own transport, which goes through them
+        elif not proxies_configured():  # otherwise httpx's own transport, which goes through them
             extra = {"transport": Http11Transport()}
         return httpx.Client(follow_redirects=True, timeout=timeout, headers={"Accept-Encoding": "identity"}, **extra)
 
@@ -333,29 +305,40 @@ class Transfer:
         # Credentials go to the origin's host only, never to a CDN it redirects to.
         return self.headers if urlsplit(url).hostname == urlsplit(self.remote.url).hostname else {}
 
-    def _run_workers(self, count: int) -> None:
+    def _run_pool(self, most: int) -> None:
+        """Run workers until the segments are done (or a failure, a cancel, a fallback), as many
+        at a time as the scaler finds worth it, up to `most`."""
         self._stop_workers.clear()
-        workers = [threading.Thread(target=self._worker, name=f"transfer-{i}", daemon=True) for i in range(count)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
+        self._pool = pool = WorkerPool(
+            self._worker,
+            ConnectionScaler(self.options.initial_connections, most),
+            received=lambda: self.downloaded,
+            halted=lambda: self._stop_workers.is_set() or self.cancel.is_set() or self._fatal is not None,
+            finished=self._all_done,
+            label=self.remote.file,
+        )
+        pool.run()
+        self.peak_connections = max(self.peak_connections, pool.peak)
 
     def _take(self) -> Segment | None:
+        now = time.monotonic()
         with self._lock:
             for segment in self.segments:
                 if not segment.complete and not segment.taken:
-                    segment.taken = True
-                    return segment
+                    return segment.take(now)
+            if self.ranged and self.size is not None:
+                scaled = self._pool is not None and self._pool.scaler.target > self.options.initial_connections
+                eta = self.options.split_eta_scaled if scaled else self.options.split_eta
+                return split(self.segments, now=now, at_least=self.options.min_split, eta=eta)
         return None
 
-    def _worker(self) -> None:
+    def _worker(self, retire: threading.Event) -> None:
         failures = 0
         buffer = memoryview(bytearray(READ_SIZE))  # reused: see models/hashfeed.py on fresh buffers
         with self._client() as client:
             self._clients.add(client)
             try:
-                while not self._stop_workers.is_set():
+                while not self._stop_workers.is_set() and not retire.is_set():
                     if self.cancel.is_set():
                         return
                     segment = self._take()
@@ -363,9 +346,11 @@ class Transfer:
                         return
                     before = segment.done
                     try:
-                        self._fetch(client, segment, buffer)
+                        self._fetch(client, segment, buffer, retire)
                         failures = 0
-                    except _Retry as retry:
+                    except _Retired:
+                        return
+                    except Retry as retry:
                         failures = 0 if segment.done > before else failures + 1
                         if failures >= self.options.max_failures:
                             self._fail(
@@ -377,7 +362,7 @@ class Transfer:
                         log.info("%s: %s; retrying in %.1fs", self.remote.file, retry, delay)
                         if self.cancel.wait(delay):
                             return
-                    except _RangeUnsupported as exc:
+                    except RangeUnsupported as exc:
                         log.info("%s: %s; falling back to one stream", self.remote.file, exc)
                         self.ranged = False
                         self._stop_workers.set()
@@ -412,7 +397,7 @@ class Transfer:
         ceiling = min(self.options.backoff_max, self.options.backoff_base * 2 ** (failures - 1))
         return random.uniform(ceiling / 2, ceiling)  # jitter: connections must not retry in lockstep
 
-    def _fetch(self, client: httpx.Client, segment: Segment, buffer: memoryview) -> None:
+    def _fetch(self, client: httpx.Client, segment: Segment, buffer: memoryview, retire: threading.Event) -> None:
         if not self.ranged and segment.done:  # without Range a new attempt starts from the beginning
             with self._lock:
                 self.downloaded -= segment.done
@@ -426,32 +411,54 @@ class Transfer:
             headers["Range"] = f"bytes={position}-{last}"
         try:
             with client.stream("GET", url, headers=headers) as response:
-                self._check(response, url, position, segment, ranged_request)
+                try:
+                    check_response(
+                        response,
+                        file=self.remote.file,
+                        via_cdn=url != self.remote.url,
+                        position=position,
+                        segment=segment,
+                        ranged=ranged_request,
+                        size=self.size,
+                    )
+                except Retry as retry:
+                    if retry.refresh:
+                        self._cdn_url = None
+                    raise
                 if str(response.url) != self.remote.url:
                     self._cdn_url = str(response.url)
-                read = _body_reader(response)
+                read = body_reader(response)
                 while True:
                     if self.cancel.is_set():
                         raise TransferCancelled()
+                    if retire.is_set():
+                        raise _Retired()
+                    end = segment.end  # moves closer when another connection takes over the rest (segments.split)
+                    if end is not None and position >= end:
+                        break
                     # bytes the hasher is about to reach go straight into its memory
-                    view = self._feed.space(position, self.cancel.is_set) or buffer
+                    view = self._feed.space(position, lambda: self.cancel.is_set() or retire.is_set()) or buffer
+                    if end is not None:
+                        view = view[: end - position]
                     count = read(view)
                     if not count:
                         break
-                    if segment.end is not None and position + count > segment.end:
-                        raise _Retry("the server sent more bytes than asked for")
+                    if segment.end is not None:  # the rest was taken over during the read: keep only ours
+                        count = min(count, segment.end - position)
                     _write_all(self._open_fd, view[:count], position)
                     self._feed.commit(position, count)  # before the bytes count: the hasher may want them
                     position += count
                     self._advance(segment, count)
         except httpx.TimeoutException as exc:
-            raise _Retry(
+            raise Retry(
                 f"no data for {self.options.stall_timeout:.0f}s ({type(exc).__name__})", phase="stalled"
             ) from exc
         except httpx.TransportError as exc:
             if self.cancel.is_set():
                 raise TransferCancelled() from exc
-            raise _Retry(f"connection failed ({type(exc).__name__})") from exc
+            if retire.is_set():
+                raise _Retired() from exc
+            raise Retry(f"connection failed ({type(exc).__name__})") from exc
         finally:
             self._feed.abandon()
         if segment.end is None:
@@ -459,58 +466,7 @@ class Transfer:
                 segment.end = position
                 self.size = position
         elif position < segment.end:
-            raise _Retry(f"the connection ended {segment.end - position} bytes early")
-
-    def _check(self, response: httpx.Response, url: str, position: int, segment: Segment, ranged: bool) -> None:
-        status = response.status_code
-        via_cdn = url != self.remote.url
-        if status in (401, 403, 404, 410) and (via_cdn or response.history):
-            # A signed redirect target that expired (or was revoked): go back to the origin.
-            self._cdn_url = None
-            raise _Retry(f"the download URL was refused ({status}); resolving it again", delay=0)
-        if status == 404:
-            raise NotFound(f"{self.remote.file}: the server has no such file")
-        if status in (401, 403):
-            # which it is: 401 no or a bad token (private, or gated without one), 403 a token without access (gated)
-            reason = response.headers.get("x-error-message") or (
-                "credentials missing or refused" if status == 401 else "access denied"
-            )
-            raise UpstreamAuthError(
-                f"{self.remote.file}: the server refused access ({status}: {reason})",
-                details={"upstream_status": status},
-            )
-        if status == 416 or status == 501:
-            raise _RangeUnsupported(f"the server refused a Range request ({status})")
-        if status == 429 or status >= 500:
-            after = response.headers.get("retry-after", "")
-            raise _Retry(f"the server answered {status}", delay=min(float(after), 60.0) if after.isdigit() else None)
-        if status not in (200, 206):
-            raise UpstreamError(f"{self.remote.file}: unexpected HTTP status {status}")
-        kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind in _ERROR_TYPES:
-            raise _Retry(f"the server sent a {kind} page instead of the file")
-        total = None
-        if status == 206:
-            match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", "").strip())
-            expected_last = None if segment.end is None else segment.end - 1
-            if (
-                not match
-                or int(match.group(1)) != position
-                or (expected_last is not None and int(match.group(2)) != expected_last)
-            ):
-                raise _RangeUnsupported(
-                    f"the server answered a Range request with {response.headers.get('content-range')!r}"
-                )
-            total = None if match.group(3) == "*" else int(match.group(3))
-        else:
-            if ranged and position > 0:
-                raise _RangeUnsupported("the server ignored the Range request")
-            if ranged and segment.end != self.size:
-                raise _RangeUnsupported("the server ignored the Range request")
-            length = response.headers.get("content-length")
-            total = int(length) if length and length.isdigit() else None
-        if total is not None and self.size is not None and total != self.size:
-            raise VerificationError(f"{self.remote.file}: the server has {total} bytes, the registry said {self.size}")
+            raise Retry(f"the connection ended {segment.end - position} bytes early")
 
     def _advance(self, segment: Segment, count: int) -> None:
         with self._lock:
@@ -524,7 +480,7 @@ class Transfer:
             if self._unsaved >= SAVE_EVERY:
                 self._unsaved = 0
                 self._sequence += 1
-                snapshot, sequence = self._state(), self._sequence
+                snapshot, sequence = self._snapshot(), self._sequence
             self._progressed.notify_all()
         if snapshot is not None:  # written outside the lock: the other connections keep streaming
             self._save_state(snapshot, sequence)
@@ -557,35 +513,7 @@ class Transfer:
             raise RuntimeError("the partial file is not open")
         return self._fd
 
-    def _hash_loop(self, sha: Any) -> None:  # a hashlib object
-        # reused: a fresh 8 MiB bytes per read had the allocator map it anew, faulting in all its pages
-        buffer = memoryview(bytearray(HASH_BLOCK))
-        try:
-            while True:
-                with self._lock:
-                    while self._contiguous() <= self.hashed and not self._finished:
-                        self._progressed.wait(0.5)
-                    target = self._contiguous()
-                    finished = self._finished
-                while self.hashed < target:
-                    block = self._feed.peek(self.hashed, target)
-                    if block is not None:
-                        sha.update(block)
-                        self.hashed += len(block)
-                        self._feed.consumed(len(block))
-                        continue
-                    count = _read_at(self._open_fd, buffer[: target - self.hashed], self.hashed)  # not in memory
-                    if not count:
-                        break
-                    sha.update(buffer[:count])
-                    self.hashed += count
-                    self._feed.skip_to(self.hashed)
-                if finished and self.hashed >= self._contiguous():
-                    return
-        finally:
-            self._feed.close()  # a connection waiting for the hasher must not wait for one that is gone
-
-    def _verify(self, sha: Any) -> str:
+    def _verify(self) -> str:
         self.phase = "verifying"
         actual_size = os.fstat(self._open_fd).st_size
         if self.size is not None and (actual_size != self.size or self.hashed != self.size):
@@ -594,44 +522,14 @@ class Transfer:
         if self.expect_gguf and os.pread(self._open_fd, 4, 0) != b"GGUF":
             self.discard()
             raise VerificationError(f"{self.remote.file}: the server sent something that is not a GGUF file")
-        digest = sha.hexdigest()
+        assert self._hasher is not None  # made in run() before any worker starts
+        digest = self._hasher.sha.hexdigest()
         if self.remote.digest and self.remote.digest.split("-", 1)[-1].split(":", 1)[-1] != digest:
             self.discard()
             raise VerificationError(
                 f"{self.remote.file}: sha256 {digest} does not match the published {self.remote.digest}"
             )
         return digest
-
-
-def _body_reader(response: httpx.Response) -> Callable[[memoryview], int]:
-    """`read(buffer) -> count` (0 at the end) for the body: straight off the socket with the
-    http11 transport; copied from httpx's pieces with its own (the proxy case)."""
-    readinto = response.extensions.get(READINTO)
-    if readinto is not None:
-        return readinto
-    pieces = response.iter_raw()
-    pending = memoryview(b"")
-
-    def read(view: memoryview) -> int:
-        nonlocal pending
-        while not pending:
-            piece = next(pieces, None)
-            if piece is None:
-                return 0
-            pending = memoryview(piece)
-        count = min(len(view), len(pending))
-        view[:count], pending = pending[:count], pending[count:]
-        return count
-
-    return read
-
-
-def _read_at(fd: int, view: memoryview, offset: int) -> int:
-    if hasattr(os, "preadv"):  # into `view`, no new buffer (macOS has it from 11 on)
-        return os.preadv(fd, [view], offset)
-    data = os.pread(fd, len(view), offset)
-    view[: len(data)] = data
-    return len(data)
 
 
 def _write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
@@ -643,9 +541,3 @@ def _write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
         if not written:
             raise OSError(errno.EIO, "the partial file took no bytes")
         view, offset = view[written:], offset + written
-
-
-def _proxies_configured() -> bool:
-    """Whether proxy settings (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) exist: httpx reads the same."""
-    proxies = urllib.request.getproxies()
-    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))

@@ -1,8 +1,5 @@
-"""The download manager: a queue of jobs, each fetching a model's files with `Transfer`,
-verifying them and installing a manifest. Jobs outlive the request that started them
-(requests subscribe to progress and may leave), are saved under `models/jobs/`, and
-resume by themselves when the service starts again.
-"""
+"""The download manager: runs each job (job.py) in a task of its own, one transfer per file
+across jobs and processes, and publishes progress on the event bus."""
 
 from __future__ import annotations
 
@@ -12,12 +9,8 @@ import json
 import logging
 import os
 import shutil
-import threading
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,86 +18,23 @@ import httpx
 from filelock import Timeout
 
 from jarvis.config import Settings
-from jarvis.errors import Conflict, InsufficientStorage, JarvisError, ModelLoadError, NotFound, UpstreamAuthError
+from jarvis.errors import Conflict, InsufficientStorage, JarvisError, NotFound, UpstreamAuthError
 from jarvis.events import EventBus
 from jarvis.models.bundled import install_bundled
+from jarvis.models.downloads.install import install, is_update
+from jarvis.models.downloads.job import DownloadJob, new_job_id
 from jarvis.models.fit import check_memory
-from jarvis.models.gguf_info import read_metadata
 from jarvis.models.plan import Plan, RemoteFile
 from jarvis.models.refs import parse_model_key
 from jarvis.models.registries.url import check_public_url
 from jarvis.models.resolver import Resolver
-from jarvis.models.store import Manifest, ModelStore, normalize_digest, write_atomic
+from jarvis.models.store import ModelStore, write_atomic
 from jarvis.models.transfer import Transfer, TransferCancelled, TransferOptions
 
 log = logging.getLogger(__name__)
 
-ACTIVE = ("queued", "downloading", "stalled", "retrying", "verifying")
 TICK_SECONDS = 0.1  # at most ten progress events a second per job
-SPEED_WINDOW = 3.0
 PARTIAL_KEEP_DAYS = 7  # a paused pull resumes within this; after it, its partial file is removed at start
-
-
-@dataclass
-class DownloadJob:
-    id: str
-    model_key: str
-    quantization: str | None
-    plan: Plan
-    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
-    status: str = "queued"
-    error: str | None = None
-    error_code: str | None = None
-    reported_bytes: int = 0
-    speed_bps: float = 0.0
-    cancel: threading.Event = field(default_factory=threading.Event)
-    keep_partial: bool = False  # a cancel that is a pause (`jarvis pull` interrupted)
-    transfers: list[Transfer] = field(default_factory=list)
-    done_bytes: int = 0  # files already complete
-    task: asyncio.Task | None = None
-    _samples: deque = field(default_factory=lambda: deque(maxlen=64))
-
-    @property
-    def name(self) -> str:
-        return self.plan.name
-
-    @property
-    def total_bytes(self) -> int | None:
-        total = self.plan.total_bytes
-        if total is None and self.transfers and all(t.size for t in self.transfers):
-            total = self.done_bytes + sum(t.size or 0 for t in self.transfers)
-        return total
-
-    @property
-    def active(self) -> bool:
-        return self.status in ACTIVE
-
-    def snapshot(self) -> dict:
-        total = self.total_bytes
-        if self.status == "completed":
-            percent = 100.0
-        elif total:
-            percent = min(99.9, round(self.reported_bytes * 100 / total, 1))
-        else:
-            percent = 0.0
-        remaining = (total - self.reported_bytes) if total else None
-        eta = round(remaining / self.speed_bps) if remaining is not None and self.speed_bps > 0 else None
-        data = {
-            "model": self.model_key,
-            "name": self.name,
-            "job_id": self.id,
-            "quantization": self.plan.quantization,
-            "percent": percent,
-            "speed_mbps": round(self.speed_bps / 1e6, 2),
-            "eta_seconds": 0 if self.status == "completed" else eta,
-            "status": self.status,
-            "downloaded_bytes": self.reported_bytes,
-            "total_bytes": total,
-        }
-        if self.error:
-            data["error"] = self.error
-            data["error_code"] = self.error_code  # what failed, for clients to act on (retry, token, disk)
-        return data
 
 
 class DownloadManager:
@@ -114,7 +44,9 @@ class DownloadManager:
         self.bus = bus
         # called with a model's name after a pull replaced its files (the engine drops the old copy)
         self.on_replaced: Callable[[str], Awaitable[None]] | None = None
-        self.client = httpx.AsyncClient(follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0))
+        self.client = httpx.AsyncClient(
+            follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0), transport=_FirstUseTransport()
+        )
         self.resolver = Resolver(settings, self.client)
         self.jobs: dict[str, DownloadJob] = {}  # by job id
         self._slots = asyncio.Semaphore(settings.max_concurrent_downloads)
@@ -192,11 +124,11 @@ class DownloadManager:
             if job.name == plan.name and job.active:
                 return job  # asked twice: one job, one transfer
         installed = self.store.get(plan.name)
-        if installed and not _is_update(installed, plan):
+        if installed and not is_update(installed, plan):
             return self._finished_job(model_key, plan)
         await check_memory(plan, self.settings)  # a model this machine cannot hold is refused before any byte
         self._check_disk(plan)
-        job = DownloadJob(id=_job_id(plan.name), model_key=model_key, quantization=quantization, plan=plan)
+        job = DownloadJob(id=new_job_id(plan.name), model_key=model_key, quantization=quantization, plan=plan)
         write_atomic(
             self.store.jobs / f"{job.id}.json",
             json.dumps(
@@ -263,15 +195,25 @@ class DownloadManager:
 
     # --- running jobs ------------------------------------------------------------------------
 
+    def forget(self, name: str) -> None:
+        """Drop the finished jobs of a model (deleted, or asked for again): a model's state is
+        its newest job, and a client that follows the model by name, or connects late and is
+        given every job's state, must never take an old job's `completed` (or error) for the
+        current one's."""
+        for old in [job for job in self.jobs.values() if job.name == name and not job.active]:
+            del self.jobs[old.id]
+
     def _finished_job(self, model_key: str, plan: Plan) -> DownloadJob:
         job = DownloadJob(
-            id=_job_id(plan.name), model_key=model_key, quantization=plan.quantization, plan=plan, status="completed"
+            id=new_job_id(plan.name), model_key=model_key, quantization=plan.quantization, plan=plan, status="completed"
         )
+        self.forget(plan.name)
         self.jobs[job.id] = job
         self.bus.publish("download.progress", job.snapshot())
         return job
 
     def _schedule(self, job: DownloadJob) -> None:
+        self.forget(job.name)
         self.jobs[job.id] = job
         self.bus.publish("download.progress", job.snapshot())
         job.task = asyncio.create_task(self._run(job), name=f"download {job.name}")
@@ -307,7 +249,7 @@ class DownloadManager:
                 job.status = "verifying"
                 self._publish(job)
                 replacing = self.store.get(job.plan.name) is not None
-                await asyncio.to_thread(self._install, job.plan, digests)
+                await asyncio.to_thread(install, self.store, job.plan, digests)
                 if replacing and self.on_replaced is not None:
                     await self.on_replaced(job.plan.name)
                 job.status = "completed"
@@ -426,68 +368,11 @@ class DownloadManager:
         job.done_bytes += blob.stat().st_size
         return digest
 
-    def _install(self, plan: Plan, digests: list[str]) -> Manifest:
-        paths = [self.store.blob_path(d) for d in digests]
-        try:
-            metas = [read_metadata(path) for path in paths]
-        except ModelLoadError:
-            for digest, path in zip(digests, paths, strict=False):
-                if not any(digest in self.store.digests(m) for m in self.store.list()):
-                    path.unlink(missing_ok=True)
-            raise
-        meta = metas[0]
-        manifest = Manifest(
-            name=plan.name,
-            digest=digests[0],
-            size=sum(path.stat().st_size for path in paths),
-            source=plan.source,
-            repo=plan.repo,
-            file=plan.files[0].file,
-            quantization=plan.quantization or meta["quantization"],
-            family=meta["architecture"],
-            parameter_count=sum(m["parameter_count"] for m in metas),
-            context_length=meta["context_length"],
-            has_chat_template=meta["has_chat_template"],
-            url=plan.files[0].url,
-            verified=all(f.digest for f in plan.files),
-            files=[
-                {"file": f.file, "digest": d, "size": p.stat().st_size}
-                for f, d, p in zip(plan.files, digests, paths, strict=False)
-            ],
-            parameters=plan.parameters,
-        )
-        replaced = self.store.get(plan.name)
-        self.store.save(manifest)
-        if replaced is not None:  # an update: the files the old version alone used go
-            self.store.prune(self.store.digests(replaced))
-            log.info("updated %s: %s replaces %s", manifest.name, manifest.digest, replaced.digest)
-        log.info(
-            "installed %s (%s)", manifest.name, "verified" if manifest.verified else "unverified: no published digest"
-        )
-        return manifest
-
     # --- progress ---------------------------------------------------------------------------------
-
-    def _measure(self, job: DownloadJob) -> None:
-        current = job.done_bytes + sum(t.downloaded for t in job.transfers)
-        job.reported_bytes = max(job.reported_bytes, current)  # never backwards
-        now = time.monotonic()
-        job._samples.append((now, current))
-        while job._samples and now - job._samples[0][0] > SPEED_WINDOW:
-            job._samples.popleft()
-        first_time, first_bytes = job._samples[0]
-        job.speed_bps = (
-            (current - first_bytes) / (now - first_time) if now > first_time and current > first_bytes else 0.0
-        )
-        phases = {t.status for t in job.transfers}
-        if job.status in ("downloading", "stalled", "retrying"):
-            job.status = next((p for p in ("stalled", "retrying") if p in phases), "downloading")
-        if job.status == "stalled":
-            job.speed_bps = 0.0  # nothing has come for seconds: an average over the window would be a frozen speed
 
     def _publish(self, job: DownloadJob) -> None:
         if job.active:
-            self._measure(job)
+            job.measure()
         else:
             job.speed_bps = 0.0
         self.bus.publish("download.progress", job.snapshot())
@@ -496,7 +381,7 @@ class DownloadManager:
         last = None
         while True:
             await asyncio.sleep(TICK_SECONDS)
-            self._measure(job)
+            job.measure()
             snapshot = job.snapshot()
             if snapshot != last:
                 self.bus.publish("download.progress", snapshot)
@@ -511,15 +396,19 @@ def _partial_bytes(partial: Path) -> int:
         return 0
 
 
-def _job_id(name: str) -> str:
-    return hashlib.sha256(f"{name}|{time.time_ns()}".encode()).hexdigest()[:16]
+class _FirstUseTransport(httpx.AsyncBaseTransport):
+    """httpx's own transport, made at the first request: making it loads the CA bundle, a
+    twentieth of a second that `jarvis pull` of a plain URL (no registry to ask) never needs.
+    Proxy settings still apply: httpx mounts its proxy transports beside this one."""
 
+    def __init__(self) -> None:
+        self._transport: httpx.AsyncHTTPTransport | None = None
 
-def _is_update(installed: Manifest, plan: Plan) -> bool:
-    """Whether the registry now publishes other files under an installed model's name (as
-    `ollama pull` of a newer tag, or Ollama's gemma3:270m over the bundled one of that name).
-    Files without a published digest cannot be compared: those count as the same."""
-    published = [normalize_digest(f.digest) for f in plan.files if f.digest]
-    if not published or len(published) != len(plan.files):
-        return False
-    return set(published) != set(ModelStore.digests(installed))
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._transport is None:
+            self._transport = httpx.AsyncHTTPTransport()
+        return await self._transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        if self._transport is not None:
+            await self._transport.aclose()
