@@ -14,9 +14,10 @@ from jarvis.api.errors import install_error_handlers
 from jarvis.api.limits import LimitsMiddleware
 from jarvis.api.security import SecurityMiddleware
 from jarvis.api.middleware import AccessLogMiddleware
-from jarvis.api.routes import chat, chat_v1, health, models, ollama_compat, openai_compat, plugins, ws, events, logs, memory
+from jarvis.api.routes import account, chat, chat_v1, health, models, ollama_compat, openai_compat, plugins, ws, events, logs, memory
 from jarvis.config import Settings
 from jarvis.services import Services
+from jarvis.web import routes as console
 
 
 def configure_logging(level: str) -> None:
@@ -74,6 +75,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(AccessLogMiddleware)  # added after CORS: outermost, so preflights are logged too
     install_error_handlers(app)
-    for module in (health, chat, chat_v1, models, plugins, openai_compat, ollama_compat, ws, logs, events, memory):
+    for module in (health, account, chat, chat_v1, models, plugins, openai_compat, ollama_compat, ws, logs, events, memory, console):
         app.include_router(module.router)
     return app

@@ -9,12 +9,16 @@ from fastapi import APIRouter, Request
 from jarvis import __version__
 from jarvis.api.deps import ServicesDep
 from jarvis.services import Services
+from jarvis.web.routes import console_page, wants_html
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/")
-async def root() -> dict:
+async def root(request: Request):
+    """The web console for a browser (`Accept: text/html`), else the service's name and links."""
+    if wants_html(request):
+        return console_page(request)
     return {
         "name": "JARVIS Core",
         "version": __version__,
