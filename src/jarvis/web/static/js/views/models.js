@@ -88,7 +88,7 @@ export function mount(root, { me, ask }) {
         fail(error);
       }
     } }, t("common.delete")) : null;
-    return h("tr", { dataset: { model: m.name } },
+    return h("tr", { dataset: { installed: m.name } },
       h("th", { scope: "row" }, h("span", { class: "model-name" }, m.name), m.active ? h("span", { class: "badge ok" }, t("models.active")) : null),
       h("td", {}, m.kind === "base" ? h("span", { class: "badge warn", title: t("models.baseHint") }, t("models.base")) : t("models.instruct")),
       h("td", {}, m.family || "–"),
@@ -126,7 +126,7 @@ export function mount(root, { me, ask }) {
     const pullButton = me.admin && m.status !== "installed" && m.status !== "downloading"
       ? h("button", { type: "button", class: "button", "aria-label": t("models.pullNamed", { name: m.model_key }), onclick: () => pull(m.model_key, null) }, t("models.pull"))
       : null;
-    return h("tr", { dataset: { model: m.model_key } },
+    return h("tr", { dataset: { catalog: m.model_key } },
       h("th", { scope: "row" }, h("span", { class: "model-name" }, m.model_key), m.instruct === false ? h("span", { class: "badge warn" }, t("models.base")) : null),
       h("td", {}, m.description || "–"),
       h("td", {}, m.params || "–"),
