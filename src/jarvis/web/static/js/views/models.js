@@ -31,7 +31,7 @@ export function mount(root, { me, ask }) {
     h("section", { class: "card", "aria-labelledby": "installed-heading" },
       h("div", { class: "card-head" }, h("h2", { id: "installed-heading" }, t("models.installed")), disk),
       h("div", { class: "table-wrap" }, h("table", { class: "table" },
-        h("thead", {}, h("tr", {}, [t("models.name"), t("models.kind"), t("models.family"), t("models.params"), t("models.quantization"), t("models.size"), t("models.context"), ""].map((c) => h("th", { scope: "col" }, c)))),
+        h("thead", {}, h("tr", {}, [t("models.name"), t("models.kind"), t("models.family"), t("models.params"), t("models.quantization"), t("models.size"), t("models.context"), ""].map((c, i) => h("th", { scope: "col", class: [2, 3, 6].includes(i) ? "hide-narrow" : null }, c)))),
         installedBody)),
     ),
     me.admin ? h("section", { class: "card", "aria-labelledby": "pull-heading" },
@@ -46,7 +46,7 @@ export function mount(root, { me, ask }) {
     h("section", { class: "card", "aria-labelledby": "catalog-heading" },
       h("h2", { id: "catalog-heading" }, t("models.catalog")),
       h("div", { class: "table-wrap" }, h("table", { class: "table" },
-        h("thead", {}, h("tr", {}, [t("models.name"), t("models.description"), t("models.params"), t("models.size"), t("models.memory"), t("models.status"), ""].map((c) => h("th", { scope: "col" }, c)))),
+        h("thead", {}, h("tr", {}, [t("models.name"), t("models.description"), t("models.params"), t("models.size"), t("models.memory"), t("models.status"), ""].map((c, i) => h("th", { scope: "col", class: [1, 2].includes(i) ? "hide-narrow" : null }, c)))),
         catalogBody)),
     ),
   ));
@@ -91,11 +91,11 @@ export function mount(root, { me, ask }) {
     return h("tr", { dataset: { installed: m.name } },
       h("th", { scope: "row" }, h("span", { class: "model-name" }, m.name), m.active ? h("span", { class: "badge ok" }, t("models.active")) : null),
       h("td", {}, m.kind === "base" ? h("span", { class: "badge warn", title: t("models.baseHint") }, t("models.base")) : t("models.instruct")),
-      h("td", {}, m.family || "–"),
-      h("td", {}, m.parameter_count ? formatCount(m.parameter_count) : "–"),
+      h("td", { class: "hide-narrow" }, m.family || "–"),
+      h("td", { class: "hide-narrow" }, m.parameter_count ? formatCount(m.parameter_count) : "–"),
       h("td", {}, m.quantization || "–"),
       h("td", { class: "num" }, formatBytes(m.size, lang())),
-      h("td", { class: "num" }, m.context_length ? formatNumber(m.context_length, lang(), 0) : "–"),
+      h("td", { class: "num hide-narrow" }, m.context_length ? formatNumber(m.context_length, lang(), 0) : "–"),
       h("td", { class: "actions" }, activate, remove),
     );
   }
@@ -128,8 +128,8 @@ export function mount(root, { me, ask }) {
       : null;
     return h("tr", { dataset: { catalog: m.model_key } },
       h("th", { scope: "row" }, h("span", { class: "model-name" }, m.model_key), m.instruct === false ? h("span", { class: "badge warn" }, t("models.base")) : null),
-      h("td", {}, m.description || "–"),
-      h("td", {}, m.params || "–"),
+      h("td", { class: "hide-narrow" }, m.description || "–"),
+      h("td", { class: "hide-narrow" }, m.params || "–"),
       h("td", { class: "num" }, formatBytes(m.size, lang())),
       h("td", { class: "num" }, formatBytes(m.memory, lang()), m.fits === false ? h("span", { class: "badge error", title: t("models.tooLargeHint") }, t("models.tooLarge")) : null),
       h("td", {}, state),
