@@ -62,6 +62,8 @@ def test_german_from_the_browser_and_the_switch(server, open_console):
     assert page.evaluate("document.documentElement.lang") == "de"
     page.get_by_role("link", name="Gedächtnis").click()
     page.get_by_role("heading", name="Erinnerung hinzufügen").wait_for()
+    page.locator(".memory-item").first.wait_for()
+    assert "Vorliebe" in page.locator(".memory-item").first.inner_text()
     screenshot(page, "memory-desktop-light-de")
     page.get_by_role("combobox", name="Sprache").select_option("en")
     page.get_by_role("heading", name="Add a memory").wait_for()
