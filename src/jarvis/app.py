@@ -15,6 +15,7 @@ from jarvis.api.limits import LimitsMiddleware
 from jarvis.api.metrics import MetricsMiddleware
 from jarvis.api.middleware import AccessLogMiddleware
 from jarvis.api.routes import (
+    account,
     chat,
     chat_v1,
     events,
@@ -31,6 +32,7 @@ from jarvis.api.routes import (
 from jarvis.api.security import SecurityMiddleware
 from jarvis.config import Settings
 from jarvis.services import Services
+from jarvis.web import routes as console
 
 
 def configure_logging(level: str) -> None:
@@ -91,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (
         health,
+        account,
         chat,
         chat_v1,
         models,
@@ -102,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         events,
         memory,
         metrics,
+        console,  # last: the console's paths are the ones no API claims
     ):
         app.include_router(module.router)
     return app

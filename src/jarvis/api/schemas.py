@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from jarvis.api.ranges import MaxTokens, ModelName, Temperature, TopP
 from jarvis.memory.service import decode_ids
@@ -23,8 +23,19 @@ class SessionCreate(Request):
     system_prompt: Annotated[str, Field(max_length=20_000)] | None = None
 
 
-class SessionRename(Request):
-    title: Annotated[str, Field(min_length=1, max_length=200)]
+class SessionUpdate(Request):
+    """`PATCH /api/chat/sessions/{id}`: rename, change the model or the system prompt (at least
+    one; an empty `system_prompt` removes it)."""
+
+    title: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    model: ModelName | None = None
+    system_prompt: Annotated[str, Field(max_length=20_000)] | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> SessionUpdate:
+        if self.title is None and self.model is None and self.system_prompt is None:
+            raise ValueError("give at least one of title, model, system_prompt")
+        return self
 
 
 class MessageCreate(Request):

@@ -25,7 +25,7 @@ from jarvis.chat.tool_choice import wanted_tools
 from jarvis.config import Settings
 from jarvis.engines.base import Chunk, CompletionEngine, Engine, GenerationOptions, Usage
 from jarvis.engines.router import EngineRouter
-from jarvis.errors import InvalidInput, JarvisError, PayloadTooLarge, SessionNotFound
+from jarvis.errors import InvalidInput, JarvisError, NotFound, PayloadTooLarge, SessionNotFound
 from jarvis.memory.service import MemoryService, encode_ids, render_for_prompt
 from jarvis.plugins.manager import CommandCall, PluginManager
 from jarvis.plugins.types import Context
@@ -160,18 +160,53 @@ class ChatService:
             return list(await repos.list_messages(db, session_id))
 
     async def list_sessions(
-        self, *, user: str = "default", limit: int, offset: int
+        self, *, user: str = "default", limit: int, offset: int, text: str | None = None
     ) -> tuple[list[tuple[ChatSession, int]], int]:
+        """`user`'s sessions, most recently active first; `text` keeps those whose title or a
+        message contains it (any case)."""
         async with self.db.session() as db:
-            rows, total = await repos.list_sessions(db, user_id=user, limit=limit, offset=offset)
+            rows, total = await repos.list_sessions(db, user_id=user, limit=limit, offset=offset, text=text)
             counts = await repos.message_counts(db, [row.id for row in rows])
             return [(row, counts.get(row.id, 0)) for row in rows], total
 
     async def rename_session(self, session_id: str, title: str, *, user: str = "default") -> ChatSession:
+        return await self.update_session(session_id, user=user, title=title)
+
+    async def update_session(
+        self,
+        session_id: str,
+        *,
+        user: str = "default",
+        title: str | None = None,
+        model: str | None = None,
+        system_prompt: str | None = None,
+    ) -> ChatSession:
+        """Change what is given; an empty `system_prompt` removes it. Raises SessionNotFound,
+        ModelNotFound for a model no engine serves."""
+        if model:
+            self.engines.route(model)
         async with self.db.session() as db:
             session = await self._owned(db, session_id, user)
-            session.title = title
+            if title is not None:
+                session.title = title
+            if model is not None:
+                session.model = model
+            if system_prompt is not None:
+                session.system_prompt = system_prompt or None
             return session
+
+    async def rewind(self, session_id: str, message_id: str, *, user: str = "default") -> list[str]:
+        """Delete `message_id` and every later message of the session; their ids, oldest first.
+        Raises SessionNotFound, NotFound for a message that is not in the session."""
+        async with self.db.session() as db:
+            await self._owned(db, session_id, user)
+            ids = [m.id for m in await repos.list_messages(db, session_id)]
+            if message_id not in ids:
+                raise NotFound(f"no message {message_id!r} in session {session_id!r}")
+            doomed = ids[ids.index(message_id) :]
+            await repos.delete_messages(db, doomed)
+            await repos.touch_session(db, session_id)
+            return doomed
 
     async def delete_session(self, session_id: str, *, user: str = "default") -> None:
         async with self.db.session() as db:

@@ -43,9 +43,13 @@ async def get_session(db: AsyncSession, session_id: str) -> ChatSession | None:
 
 
 async def list_sessions(
-    db: AsyncSession, *, user_id: str, limit: int, offset: int
+    db: AsyncSession, *, user_id: str, limit: int, offset: int, text: str | None = None
 ) -> tuple[Sequence[ChatSession], int]:
     mine = ChatSession.user_id == user_id
+    if text:
+        pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        in_messages = select(ChatMessage.session_id).where(func.lower(ChatMessage.content).like(pattern, escape="\\"))
+        mine = mine & (func.lower(ChatSession.title).like(pattern, escape="\\") | ChatSession.id.in_(in_messages))
     total = await db.scalar(select(func.count()).select_from(ChatSession).where(mine))
     rows = await db.scalars(
         select(ChatSession)
@@ -72,6 +76,11 @@ async def delete_session(db: AsyncSession, session_id: str) -> bool:
     await db.execute(delete(ChatMessage).where(ChatMessage.session_id == session_id))
     result = await db.execute(delete(ChatSession).where(ChatSession.id == session_id))
     return _affected(result) > 0
+
+
+async def delete_messages(db: AsyncSession, message_ids: Sequence[str]) -> None:
+    if message_ids:
+        await db.execute(delete(ChatMessage).where(ChatMessage.id.in_(message_ids)))
 
 
 async def touch_session(db: AsyncSession, session_id: str) -> None:

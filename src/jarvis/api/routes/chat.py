@@ -16,7 +16,7 @@ from jarvis.api.schemas import (
     SessionDetail,
     SessionOut,
     SessionPage,
-    SessionRename,
+    SessionUpdate,
 )
 from jarvis.api.streaming import reply_stream, wants_sse
 from jarvis.chat.service import ChatService, Failed, Finished, Started, run_to_end
@@ -30,8 +30,9 @@ async def list_sessions(
     user: UserDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+    q: Annotated[str | None, Query(max_length=200, description="text in the title or a message, any case")] = None,
 ) -> SessionPage:
-    rows, total = await chat.list_sessions(user=user, limit=limit, offset=offset)
+    rows, total = await chat.list_sessions(user=user, limit=limit, offset=offset, text=q)
     sessions = [SessionOut.of(row, message_count=count) for row, count in rows]
     return SessionPage(sessions=sessions, total=total, limit=limit, offset=offset)
 
@@ -50,8 +51,20 @@ async def get_session(session_id: str, chat: ChatDep, user: UserDep) -> SessionD
 
 
 @router.patch("/sessions/{session_id}", response_model=SessionOut)
-async def rename_session(session_id: str, body: SessionRename, chat: ChatDep, user: UserDep) -> SessionOut:
-    return SessionOut.of(await chat.rename_session(session_id, body.title, user=user))
+async def update_session(session_id: str, body: SessionUpdate, chat: ChatDep, user: UserDep) -> SessionOut:
+    """Rename, or change the session's model or system prompt."""
+    row = await chat.update_session(
+        session_id, user=user, title=body.title, model=body.model, system_prompt=body.system_prompt
+    )
+    return SessionOut.of(row)
+
+
+@router.delete("/sessions/{session_id}/messages/{message_id}")
+async def rewind_session(session_id: str, message_id: str, chat: ChatDep, user: UserDep) -> dict:
+    """Delete this message and every later one (to regenerate an answer, or edit a message and
+    send it again) → `{"id", "deleted": [message ids]}`."""
+    deleted = await chat.rewind(session_id, message_id, user=user)
+    return {"id": session_id, "deleted": deleted}
 
 
 @router.delete("/sessions/{session_id}")

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from jarvis import __version__
 from jarvis.api.deps import ServicesDep
 from jarvis.services import Services
+from jarvis.web.routes import console_page, wants_html
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/")
-async def root() -> dict:
+@router.get("/", response_model=None)
+async def root(request: Request) -> Response | dict:
+    """The web console for a browser (`Accept: text/html`), else the service's name and links."""
+    if wants_html(request):
+        return console_page(request)
     return {
         "name": "JARVIS Core",
         "version": __version__,
