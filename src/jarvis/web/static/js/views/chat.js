@@ -413,8 +413,8 @@ export function mount(root, { ask, params }) {
   function onFrame(frame) {
     const streaming = state.streaming;
     switch (frame.type) {
-      case "queued":
-        if (streaming) note(t("chat.queued", { n: frame.position }));
+      case "queued": // after stream_start: the answer waits for a free slot (1: next)
+        if (streaming) { streaming.queued = true; note(t("chat.queued", { n: frame.position })); }
         say(t("chat.queued", { n: frame.position }));
         break;
       case "stream_start":
@@ -426,6 +426,7 @@ export function mount(root, { ask, params }) {
         break;
       case "stream_chunk":
         if (!streaming) break;
+        if (streaming.queued) { streaming.queued = false; note(t("chat.writing")); say(""); }
         streaming.text += frame.content;
         render();
         break;
