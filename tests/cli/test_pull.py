@@ -74,6 +74,8 @@ def test_pull_through_a_running_server(tmp_path, models_dir, hub):
         assert removed.returncode == 0
         names = [m["name"] for m in httpx.get(server.url + "/api/models").json()["models"]]
         assert "hf.co/acme/tiny-GGUF:Q4_K_M" not in names
+    # `jarvis serve` says where a person opens the console
+    assert f"web console: open http://127.0.0.1:{port}/ in a browser" in (tmp_path / "serve.log").read_text()
 
 
 def test_ctrl_c_stops_and_pulling_again_resumes(tmp_path, models_dir, hub):
