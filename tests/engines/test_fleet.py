@@ -16,6 +16,7 @@ from jarvis.engines.fleet import Fleet
 from jarvis.errors import EngineError, EngineUnavailable, ModelNotFound
 from tests.support.live import LiveServer
 from tests.support.llama_server import LlamaCppServer
+from tests.support.ollama_server import OllamaServer
 from tests.support.postgres import free_port
 
 MODEL_ID = "google/gemma-3-270m-it"
@@ -167,8 +168,10 @@ def jarvis_on(make_settings):
 
 
 async def test_chat_answers_from_the_upstream_left_and_health_shows_the_fleet(pair, victim, jarvis_on):
-    jarvis = jarvis_on(upstream(victim, "victim"), upstream(pair[1], "b"))
+    # With model filters no list is asked for: the answers themselves find the victim gone.
+    jarvis = jarvis_on(upstream(victim, "victim", models=["google/*"]), upstream(pair[1], "b", models=["google/*"]))
     victim.kill()
+    before = pair[1].requests()
     async with httpx.AsyncClient(base_url=jarvis.url, timeout=120) as client:
         for _ in range(2):
             response = await client.post(
@@ -184,6 +187,7 @@ async def test_chat_answers_from_the_upstream_left_and_health_shows_the_fleet(pa
             assert response.json()["status"] == "complete" and response.json()["content"]
         health = (await client.get("/api/health")).json()
 
+    assert pair[1].requests() - before == 2
     assert health["remote_engines"] == ["openai"]
     assert [(u["name"], u["kind"], u["up"], u["outstanding"]) for u in health["upstreams"]] == [
         ("victim", "openai", False, 0),
@@ -207,6 +211,39 @@ async def test_both_down_is_a_503_in_the_error_format(victim, jarvis_on):
         error = response.json()["error"]
         assert error["code"] == "engine_unavailable" and "not reachable" in error["message"]
         assert "Traceback" not in response.text
+
+
+async def test_ollama_upstreams_beside_ollama_host_and_a_failure_mid_answer_stays_the_answers(make_settings):
+    # Ollama itself cannot run here: two stand-ins speaking its wire format (tests/support/ollama_server.py).
+    first = OllamaServer({"echo": "echo", "broken": "broken"}).start()
+    second = OllamaServer({"echo": "echo", "broken": "broken", "only-second": "echo"}).start()
+    second_upstream = Upstream(url=second.url, kind="ollama", name="second")
+    settings = make_settings(ollama_host=first.host, upstreams=[second_upstream.model_dump()], load_on_start=False)
+    jarvis = LiveServer(settings).start()
+    try:
+        async with httpx.AsyncClient(base_url=jarvis.url, timeout=60) as client:
+            for model in ("ollama/echo", "ollama/echo", "ollama/only-second"):
+                response = await client.post("/api/chat/messages", json={"message": "hi", "model": model})
+                assert response.status_code == 200, response.text
+            broken = await client.post("/api/chat/messages", json={"message": "hi", "model": "ollama/broken"})
+            assert broken.status_code == 502, broken.text
+            error = broken.json()["error"]
+            session = (await client.get(f"/api/chat/sessions/{error['session_id']}")).json()
+            health = (await client.get("/api/health")).json()
+    finally:
+        jarvis.stop()
+        first.stop()
+        second.stop()
+
+    asked = [[body["model"] for body in server.requests] for server in (first, second)]
+    assert sorted(asked[0] + asked[1]) == ["broken", "echo", "echo", "only-second"]  # broken: no second try
+    assert "echo" in asked[0] and "echo" in asked[1] and "only-second" in asked[1]
+    assert error["code"] == "engine_error" and "unexpected EOF" in error["message"]
+    assert (session["messages"][-1]["status"], session["messages"][-1]["content"]) == ("error", "Partial")
+    assert [(u["name"], u["kind"], u["up"]) for u in health["upstreams"]] == [
+        ("OLLAMA_HOST", "ollama", True),
+        ("second", "ollama", True),
+    ]
 
 
 # Settings

@@ -134,7 +134,7 @@ class Fleet:
         return [member.status() for member in self.members]
 
     async def serving(self, model: str) -> list[Member]:
-        """The upstreams that serve `model`, the one to try first first.
+        """The upstreams that serve `model`.
 
         Raises ModelNotFound (none serves it), EngineUnavailable (those that might are down),
         or the error of a model list that failed."""
@@ -159,15 +159,21 @@ class Fleet:
                 names = ", ".join(member.label for member in unknown)
                 raise EngineUnavailable(f"no {self.name} upstream that may serve {model!r} is reachable ({names})")
             raise ModelNotFound(f"{self.name} has no model {model!r}")
+        return found
+
+    async def _order(self, model: str) -> list[Member]:
+        """The upstreams serving `model`, for one request: those not skipped first, then the
+        fewest outstanding, ties in turn (each request moves the turn on). Raises as `serving`."""
+        found = await self.serving(model)
         turn = next(self._turn)
-        order = {id(member): (index - turn) % len(self.members) for index, member in enumerate(self.members)}
-        return sorted(found, key=lambda member: (member.skipped, member.outstanding, order[id(member)]))
+        place = {id(member): (index - turn) % len(self.members) for index, member in enumerate(self.members)}
+        return sorted(found, key=lambda member: (member.skipped, member.outstanding, place[id(member)]))
 
     async def stream(
         self, model: str, messages: list[dict], options: GenerationOptions, tools: list[dict] | None = None
     ) -> AsyncGenerator[Chunk, None]:
         error: Exception | None = None
-        for member in await self.serving(model):
+        for member in await self._order(model):
             with member.busy():
                 async with aclosing(member.engine.stream(model, messages, options, tools)) as chunks:
                     try:
@@ -186,7 +192,7 @@ class Fleet:
 
     async def embed(self, model: str, texts: list[str]) -> tuple[list[list[float]], int]:
         error: Exception | None = None
-        for member in await self.serving(model):
+        for member in await self._order(model):
             with member.busy():
                 try:
                     result = await member.engine.embed(model, texts)
