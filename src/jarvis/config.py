@@ -33,7 +33,11 @@ class Upstream(BaseModel):
 
     @property
     def label(self) -> str:
-        return self.name or self.url
+        """Its name, else its URL without any user or password in it."""
+        if self.name:
+            return self.name
+        parts = urlsplit(self.url)
+        return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
 class Settings(BaseSettings):
@@ -196,12 +200,13 @@ class Settings(BaseSettings):
     @property
     def fleet(self) -> list[Upstream]:
         """Every upstream: `OLLAMA_HOST` and `JARVIS_OPENAI_BASE_URL` first, then `JARVIS_UPSTREAMS`."""
+        # The two single-server settings are taken as they always were (not checked here).
         single = []
         if self.ollama_url:
-            single.append(Upstream(url=self.ollama_url, kind="ollama", name="OLLAMA_HOST"))
+            single.append(Upstream.model_construct(url=self.ollama_url, kind="ollama", name="OLLAMA_HOST"))
         if self.openai_base_url:
             single.append(
-                Upstream(
+                Upstream.model_construct(
                     url=self.openai_base_url, kind="openai", key=self.openai_api_key, name="JARVIS_OPENAI_BASE_URL"
                 )
             )

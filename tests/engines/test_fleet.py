@@ -125,6 +125,19 @@ async def test_a_killed_upstream_is_failed_over_before_the_answer_starts(pair, v
     assert [(status["name"], status["up"]) for status in fleet.status()] == [("victim", False), ("a", True)]
 
 
+async def test_a_request_every_upstream_refuses_with_500_is_tried_on_each_then_is_their_error(pair, make_fleet):
+    fleet = make_fleet(upstream(pair[0], "a"), upstream(pair[1], "b"))
+    before = counts(pair)
+
+    # This peer answers a request it finds invalid with 500 (an OpenAI-style body).
+    with pytest.raises(EngineError, match=r"(?s)openai answered 500: .*top_p") as raised:
+        await answer(fleet, options=GenerationOptions(max_tokens=4, top_p=7.0))
+
+    assert raised.value.status_code == 502
+    assert [after - start for after, start in zip(counts(pair), before, strict=True)] == [1, 1]
+    assert [status["up"] for status in fleet.status()] == [True, True]  # refusing is not being down
+
+
 async def test_an_upstream_failing_mid_answer_is_not_failed_over(pair, victim, make_fleet):
     fleet = make_fleet(upstream(victim, "victim", models=["google/*"]))
     long = GenerationOptions(temperature=0.0, max_tokens=400)
@@ -264,6 +277,10 @@ def test_upstreams_are_a_json_list(monkeypatch):
         ("http://10.0.0.2:8000/v1", "openai", "http://10.0.0.2:8000/v1", ["qwen*"]),
     ]
     assert "sk-x" not in repr(fleet)
+
+
+def test_an_upstream_without_a_name_is_shown_by_its_url_without_credentials():
+    assert Upstream(url="http://me:secret@gpu1:8000/v1", kind="openai").label == "http://gpu1:8000/v1"
 
 
 @pytest.mark.parametrize(
