@@ -75,9 +75,12 @@ async def test_answers_take_turns_between_idle_upstreams(pair, make_fleet):
     fleet = make_fleet(upstream(pair[0], "a"), upstream(pair[1], "b"))
     before = counts(pair)
 
+    listed = [server.requests("/v1/models", method="GET") for server in pair]
+
     answers = [await answer(fleet) for _ in range(4)]
 
     assert [after - start for after, start in zip(counts(pair), before, strict=True)] == [2, 2]
+    assert [server.requests("/v1/models", method="GET") - n for server, n in zip(pair, listed, strict=True)] == [1, 1]
     assert len({text(chunks) for chunks in answers}) == 1 and text(answers[0])
     assert [status["outstanding"] for status in fleet.status()] == [0, 0]
 

@@ -75,9 +75,9 @@ class LlamaCppServer:
                 raise RuntimeError(f"llama_cpp.server did not answer within {timeout}s:\n{self.log_tail()}")
             time.sleep(0.2)
 
-    def requests(self, path: str = "/v1/chat/completions") -> int:
+    def requests(self, path: str = "/v1/chat/completions", *, method: str = "POST") -> int:
         """How many requests for `path` the server has logged (its access log)."""
-        return sum(f'"POST {path} ' in line for line in self._log.read_text(errors="replace").splitlines())
+        return sum(f'"{method} {path} ' in line for line in self._log.read_text(errors="replace").splitlines())
 
     def kill(self) -> None:
         """SIGKILL: the server dies at once, with no goodbye to its clients."""

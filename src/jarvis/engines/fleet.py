@@ -10,6 +10,7 @@ the answer's, as with a single server.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import AsyncGenerator, Iterator
@@ -80,17 +81,17 @@ class Member:
             return None
         return any(fnmatchcase(name, pattern) for pattern in self.config.models)
 
-    async def serves(self, name: str) -> bool | None:
-        """Whether this upstream serves `name`: its filter, else its model list (cached; asked
-        again when the name is missing, except while the upstream is skipped); None when that
-        is unknown. Raises the engine's errors when the list fails."""
+    async def serves(self, name: str, *, recheck: bool = False) -> bool | None:
+        """Whether this upstream serves `name`: its filter, else its model list (cached; with
+        `recheck` asked again when the name is missing; not asked while the upstream is
+        skipped); None when that is unknown. Raises the engine's errors when the list fails."""
         filtered = self.filtered(name)
         if filtered is not None:
             return filtered
-        fresh = self._listed is not None and time.monotonic() - self._listed[0] <= LIST_TTL
         if self.skipped:
             return self._has(name) or None
-        if not fresh or not self._has(name):
+        fresh = self._listed is not None and time.monotonic() - self._listed[0] <= LIST_TTL
+        if not fresh or (recheck and not self._has(name)):
             await self.list_models()
         return self._has(name)
 
@@ -138,28 +139,34 @@ class Fleet:
 
         Raises ModelNotFound (none serves it), EngineUnavailable (those that might are down),
         or the error of a model list that failed."""
-        found: list[Member] = []
-        unknown: list[Member] = []  # down, or their list failed: they may serve it
-        error: Exception | None = None
-        for member in self.members:
-            try:
-                serves = await member.serves(model)
-            except EngineError as exc:
-                unknown.append(member)
-                error = exc
-                continue
-            if serves is None:
-                unknown.append(member)
-            elif serves:
-                found.append(member)
-        if not found:
-            if error is not None and len(unknown) == len(self.members) == 1:
-                raise error  # one server: its own error, as before there were fleets
-            if unknown:
-                names = ", ".join(member.label for member in unknown)
-                raise EngineUnavailable(f"no {self.name} upstream that may serve {model!r} is reachable ({names})")
-            raise ModelNotFound(f"{self.name} has no model {model!r}")
-        return found
+        # Fresh lists first; only when none has the model are the lists asked again (a model
+        # pulled since), so a model one upstream serves costs the others no request each time.
+        for recheck in (False, True):
+            found: list[Member] = []
+            unknown: list[Member] = []  # down, or their list failed: they may serve it
+            error: Exception | None = None
+            answers = await asyncio.gather(
+                *(member.serves(model, recheck=recheck) for member in self.members), return_exceptions=True
+            )
+            for member, serves in zip(self.members, answers, strict=True):
+                if isinstance(serves, EngineError):
+                    unknown.append(member)
+                    error = serves
+                elif isinstance(serves, BaseException):
+                    raise serves
+                elif serves is None:
+                    unknown.append(member)
+                elif serves:
+                    found.append(member)
+            if found:
+                return found
+        if error is not None and len(unknown) == len(self.members) == 1:
+            raise error  # one server: its own error, as before there were fleets
+        if unknown:
+            names = ", ".join(member.label for member in unknown)
+            why = f": {error.message}" if isinstance(error, EngineError) else ""
+            raise EngineUnavailable(f"no {self.name} upstream that may serve {model!r} is reachable ({names}){why}")
+        raise ModelNotFound(f"{self.name} has no model {model!r}")
 
     async def _order(self, model: str) -> list[Member]:
         """The upstreams serving `model`, for one request: those not skipped first, then the
