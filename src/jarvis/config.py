@@ -11,12 +11,33 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from platformdirs import user_data_dir
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Bundled and instruction-tuned (chat template with tools); `gemma3:270m`, also bundled, is a
 # faster base model. See jarvis.models.bundled.
 DEFAULT_MODEL = "qwen2.5-coder:0.5b"
+
+
+class Upstream(BaseModel):
+    """One server of the inference fleet (an entry of `JARVIS_UPSTREAMS`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(pattern=r"^https?://[^/?#\s]+", description="the API's base URL (an OpenAI one ends in /v1)")
+    kind: Literal["openai", "ollama"]
+    key: str | None = Field(None, repr=False)  # a Bearer token (openai)
+    # the models it serves: names or glob filters (`qwen*`); unset: what its model list says
+    models: list[Annotated[str, Field(min_length=1)]] | None = Field(None, min_length=1)
+    name: str | None = Field(None, min_length=1, max_length=64)
+
+    @property
+    def label(self) -> str:
+        """Its name, else its URL without any user or password in it."""
+        if self.name:
+            return self.name
+        parts = urlsplit(self.url)
+        return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
 
 class Settings(BaseSettings):
@@ -97,6 +118,10 @@ class Settings(BaseSettings):
     ollama_host: str | None = Field(None, validation_alias=AliasChoices("OLLAMA_HOST"))
     openai_base_url: str | None = Field(None, validation_alias=AliasChoices("JARVIS_OPENAI_BASE_URL"))
     openai_api_key: str | None = Field(None, validation_alias=AliasChoices("JARVIS_OPENAI_API_KEY"))
+    # more servers for `openai/` and `ollama/` models, besides the two above (a JSON list)
+    upstreams: Annotated[list[Upstream], NoDecode] = Field(
+        default_factory=list, validation_alias=AliasChoices("JARVIS_UPSTREAMS")
+    )
     api_key: str | None = Field(None, validation_alias=AliasChoices("JARVIS_API_KEY"))
     # several users: a file of `user:key` lines (or a JSON object {"user": "key"})
     api_keys_file: Path | None = Field(None, validation_alias=AliasChoices("JARVIS_API_KEYS_FILE"))
@@ -131,6 +156,25 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
+    @field_validator("upstreams", mode="before")
+    @classmethod
+    def _parse_upstreams(cls, value: object) -> object:
+        if isinstance(value, str | bytes):
+            try:
+                return json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"JARVIS_UPSTREAMS must be a JSON list of upstreams: {exc}") from None
+        return value
+
+    @field_validator("upstreams")
+    @classmethod
+    def _unique_upstreams(cls, value: list[Upstream]) -> list[Upstream]:
+        labels = [upstream.label for upstream in value]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"JARVIS_UPSTREAMS names each upstream once; repeated: {', '.join(repeated)}")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _check_level(cls, value: str) -> str:
@@ -152,6 +196,21 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.models_path or self.data_dir / "models"
+
+    @property
+    def fleet(self) -> list[Upstream]:
+        """Every upstream: `OLLAMA_HOST` and `JARVIS_OPENAI_BASE_URL` first, then `JARVIS_UPSTREAMS`."""
+        # The two single-server settings are taken as they always were (not checked here).
+        single = []
+        if self.ollama_url:
+            single.append(Upstream.model_construct(url=self.ollama_url, kind="ollama", name="OLLAMA_HOST"))
+        if self.openai_base_url:
+            single.append(
+                Upstream.model_construct(
+                    url=self.openai_base_url, kind="openai", key=self.openai_api_key, name="JARVIS_OPENAI_BASE_URL"
+                )
+            )
+        return single + self.upstreams
 
     @property
     def ollama_url(self) -> str | None:

@@ -70,6 +70,10 @@ class EngineError(JarvisError, RuntimeError):
     code = "engine_error"
 
 
+class EngineRefused(EngineError):
+    """A remote engine answered 429 or 5xx: busy or failing, where another server may answer."""
+
+
 class EngineUnavailable(EngineError):
     status_code = 503
     code = "engine_unavailable"

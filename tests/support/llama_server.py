@@ -75,6 +75,16 @@ class LlamaCppServer:
                 raise RuntimeError(f"llama_cpp.server did not answer within {timeout}s:\n{self.log_tail()}")
             time.sleep(0.2)
 
+    def requests(self, path: str = "/v1/chat/completions", *, method: str = "POST") -> int:
+        """How many requests for `path` the server has logged (its access log)."""
+        return sum(f'"{method} {path} ' in line for line in self._log.read_text(errors="replace").splitlines())
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies at once, with no goodbye to its clients."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self._log.read_text(errors="replace").splitlines()[-lines:])
 

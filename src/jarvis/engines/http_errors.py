@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from jarvis.errors import EngineError, EngineUnavailable, InvalidInput, ModelNotFound
+from jarvis.errors import EngineError, EngineRefused, EngineUnavailable, InvalidInput, ModelNotFound
 
 
 def error_message(data: object) -> str:
@@ -30,7 +30,8 @@ def error_text(body: bytes) -> str:
 async def raise_for_status(response: httpx.Response, *, engine: str, model: str | None = None) -> None:
     """Raise the service's error for a failed answer; `model` is None for requests about no
     model (a listing), where a 404 means the URL is wrong rather than the model unknown.
-    Raises ModelNotFound, InvalidInput, EngineError."""
+    Raises ModelNotFound, InvalidInput, EngineRefused (429, 5xx: another server may answer),
+    EngineError."""
     if response.status_code < 400:
         return
     message = error_text(await response.aread())
@@ -40,7 +41,8 @@ async def raise_for_status(response: httpx.Response, *, engine: str, model: str 
         raise ModelNotFound(f"{engine} has no model {model!r}: {message}")
     if response.status_code in (400, 422):
         raise InvalidInput(f"{engine} refused the request: {message}")
-    raise EngineError(f"{engine} answered {response.status_code}: {message}")
+    error = EngineRefused if response.status_code == 429 or response.status_code >= 500 else EngineError
+    raise error(f"{engine} answered {response.status_code}: {message}")
 
 
 def unreachable(engine: str, url: str, exc: Exception) -> EngineUnavailable:

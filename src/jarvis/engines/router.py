@@ -1,36 +1,32 @@
-"""Which engine serves a model: `ollama/<name>` and `openai/<name>` go to the remote engines,
-everything else is a GGUF in the local store served by llama.cpp."""
+"""Which engine serves a model: `ollama/<name>` and `openai/<name>` go to the fleet of upstream
+servers of that kind (engines/fleet.py), everything else is a GGUF in the local store served
+by llama.cpp."""
 
 from __future__ import annotations
 
-import time
-
 from jarvis.config import Settings
 from jarvis.engines.base import Engine, ModelInfo
+from jarvis.engines.fleet import Fleet
 from jarvis.engines.llama_cpp import LlamaCppEngine
-from jarvis.engines.ollama import OllamaEngine
-from jarvis.engines.openai import OpenAIEngine
 from jarvis.errors import ModelNotFound
 from jarvis.models.fit import memory_limit
 from jarvis.models.store import ModelStore
 
 _REMOTE_SETTING = {"ollama": "OLLAMA_HOST", "openai": "JARVIS_OPENAI_BASE_URL"}
-_LIST_TTL = 30.0
 
 
 class EngineRouter:
-    def __init__(self, local: LlamaCppEngine, remotes: dict[str, Engine]) -> None:
+    def __init__(self, local: LlamaCppEngine, remotes: dict[str, Fleet]) -> None:
         self.local = local
         self.remotes = remotes
-        self._listed: dict[str, tuple[float, set[str]]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, store: ModelStore) -> EngineRouter:
-        remotes: dict[str, Engine] = {}
-        if settings.ollama_url:
-            remotes["ollama"] = OllamaEngine(settings.ollama_url)
-        if settings.openai_base_url:
-            remotes["openai"] = OpenAIEngine(settings.openai_base_url, api_key=settings.openai_api_key)
+        remotes: dict[str, Fleet] = {}
+        for kind in ("ollama", "openai"):
+            upstreams = [upstream for upstream in settings.fleet if upstream.kind == kind]
+            if upstreams:
+                remotes[kind] = Fleet.of(kind, upstreams)
         local = LlamaCppEngine(
             store,
             n_ctx=settings.n_ctx,
@@ -47,25 +43,26 @@ class EngineRouter:
         if prefix in _REMOTE_SETTING and rest:
             engine = self.remotes.get(prefix)
             if engine is None:
-                raise ModelNotFound(f"model {model!r} needs the {prefix} engine; set {_REMOTE_SETTING[prefix]}")
+                raise ModelNotFound(
+                    f"model {model!r} needs the {prefix} engine; set {_REMOTE_SETTING[prefix]} or JARVIS_UPSTREAMS"
+                )
             return engine, rest
         if self.local.store.get(model) is None:
             raise ModelNotFound(f"model {model!r} is not installed")
         return self.local, model
 
     async def check(self, model: str) -> tuple[Engine, str]:
-        """Like `route`, and for a remote engine also asks it (cached briefly) whether it has the model."""
+        """Like `route`, and for a remote engine also asks its upstreams (cached briefly) whether
+        one has the model. Raises ModelNotFound, EngineUnavailable (those that may have it are
+        down), or an upstream's error."""
         engine, name = self.route(model)
-        if engine is self.local:
-            return engine, name
-        cached = self._listed.get(engine.name)
-        if cached is None or time.monotonic() - cached[0] > _LIST_TTL or name not in cached[1]:
-            names = {info.name for info in await engine.list_models()}
-            self._listed[engine.name] = (time.monotonic(), names)
-            cached = self._listed[engine.name]
-        if name not in cached[1] and f"{name}:latest" not in cached[1]:
-            raise ModelNotFound(f"{engine.name} has no model {name!r}")
+        if engine is not self.local:
+            await self.remotes[model.partition("/")[0]].serving(name)
         return engine, name
+
+    def upstreams(self) -> list[dict]:
+        """Each upstream server: name, kind, up, outstanding (answers in flight), models (its filter)."""
+        return [status for fleet in self.remotes.values() for status in fleet.status()]
 
     async def list_models(self) -> list[ModelInfo]:
         """Local models, then each remote engine's (a remote that is down is left out)."""

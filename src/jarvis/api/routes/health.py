@@ -39,6 +39,8 @@ async def health_report(services: Services) -> dict:
         # the loaded model's slots: total, busy, queued, tokens_per_slot, cached_tokens, cache_use
         "slots": local.slots(),
         "remote_engines": sorted(services.engines.remotes),
+        # the servers behind them: name, kind, up, outstanding (answers in flight), models (filter)
+        "upstreams": services.engines.upstreams(),
         "database": {"ok": database_ok, "backend": services.db.url.get_backend_name()},
         # how events reach the other replicas: postgres (LISTEN/NOTIFY), redis, or local (SQLite)
         "events": services.bus.status(),
