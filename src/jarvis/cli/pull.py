@@ -225,7 +225,10 @@ async def _pull_local(settings: Settings, model: str, quantization: str | None) 
                 yield job.snapshot()
                 if not job.active:
                     return
-                await asyncio.sleep(0.1)
+                if job.task is not None and not job.task.done():  # the bar moves every 0.1 s; the end shows at once
+                    await asyncio.wait({job.task}, timeout=0.1)
+                else:
+                    await asyncio.sleep(0.1)
 
         return await _until_done(_show(updates()), lambda: manager.cancel(job.id, keep_partial=True))
     finally:
