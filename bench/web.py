@@ -13,6 +13,7 @@ that keeps writing), Debian's chromium through playwright, a fresh profile:
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import threading
 import time
@@ -26,16 +27,9 @@ from jarvis.config import Settings
 from jarvis.models.bundled import ensure_bundled
 from jarvis.models.store import ModelStore
 
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support.chromium import CHROMIUM, FLAGS  # noqa: E402
+
 PROMPT = "Count to a thousand: " + " ".join(map(str, range(1, 200)))
 WATCH = """
 window.__ready = null; window.__long = [];
@@ -85,7 +79,7 @@ def main() -> None:
         server, url = serve(settings)
         try:
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=FLAGS)
+                browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
                 page = browser.new_page(viewport={"width": 1280, "height": 800})
                 page.add_init_script(WATCH)
                 cdp = page.context.new_cdp_session(page)

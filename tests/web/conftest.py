@@ -16,21 +16,9 @@ import pytest
 
 from jarvis.config import Settings
 from tests.conftest import fresh_store
+from tests.support.chromium import CHROMIUM, FLAGS
 from tests.support.live import LiveServer
 
-CHROMIUM = Path(os.environ.get("JARVIS_CHROMIUM", "/usr/bin/chromium"))
-# ../shared/ENVIRONMENT.md: without the background-networking flags Chromium keeps dialling
-# out of a closed network.
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = (
     Path(os.environ.get("JARVIS_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts")) / "web"
 )
