@@ -77,7 +77,8 @@ def downloading_on(server: Running, *, past: int = 0) -> dict | None:
     return None
 
 
-async def test_a_job_started_on_a_is_listed_streamed_and_cancelled_on_b(setup, hub):
+@pytest.mark.parametrize("keep_partial", [False, True], ids=["cancel", "pause"])
+async def test_a_job_started_on_a_is_listed_streamed_and_cancelled_on_b(setup, hub, keep_partial):
     (a, b), store = setup
     started = httpx.post(a.url + "/api/models/download", json={"model_key": KEY}, timeout=60)
     assert started.status_code == 202, started.text
@@ -95,7 +96,7 @@ async def test_a_job_started_on_a_is_listed_streamed_and_cancelled_on_b(setup, h
         assert {data["job_id"] for _, data in events} == {job_id}
         assert events[0][1]["status"] in ("downloading", "stalled", "retrying")
 
-        cancelled = await http.post("/api/models/cancel", json={"model_key": job_id})
+        cancelled = await http.post("/api/models/cancel", json={"model_key": job_id, "keep_partial": keep_partial})
         assert cancelled.status_code == 200, cancelled.text
         assert cancelled.json()["status"] == "cancelled"
         assert cancelled.json()["job_id"] == job_id
@@ -109,7 +110,8 @@ async def test_a_job_started_on_a_is_listed_streamed_and_cancelled_on_b(setup, h
     sent = hub.bytes_sent(FILE)
     time.sleep(1.5)  # a transfer still running would have sent more by now
     assert hub.bytes_sent(FILE) == sent
-    assert not [p.name for p in (store / "blobs").iterdir() if "partial" in p.name]
+    partials = [p.name for p in (store / "blobs").iterdir() if p.name.endswith(".partial")]
+    assert len(partials) == (1 if keep_partial else 0)  # a pause keeps the partial data to resume from
     assert listed(a)["status"] == "not_downloaded"
 
 

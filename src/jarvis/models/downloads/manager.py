@@ -216,6 +216,8 @@ class DownloadManager:
         current one's."""
         for old in [job for job in self.jobs.values() if job.name == name and not job.active]:
             del self.jobs[old.id]
+        if self.shared is not None:
+            self.shared.forget(name)
 
     def _finished_job(self, model_key: str, plan: Plan) -> DownloadJob:
         job = DownloadJob(

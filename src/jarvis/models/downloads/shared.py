@@ -100,6 +100,24 @@ class SharedJobs:
             await asyncio.sleep(0.1)
         raise Conflict(f"the replica running the download of {job.name} did not stop it in time; try again")
 
+    def forget(self, name: str) -> None:
+        """Drop every replica's finished jobs of a model (deleted, or asked for again), as the
+        manager drops its own: a late listener must not take an old `completed` for the current job."""
+        for job_id in [i for i, job in self.remote.items() if job.name == name and not job.active]:
+            del self.remote[job_id]
+        task = asyncio.create_task(self._forget(name))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def _forget(self, name: str) -> None:
+        try:
+            async with self.db.session() as session:
+                await session.execute(
+                    delete(DownloadJobRow).where(DownloadJobRow.name == name, DownloadJobRow.status.not_in(ACTIVE))
+                )
+        except Exception as exc:  # only a clean-up: the rows age out of the lists anyway
+            log.warning("shared downloads: could not forget the finished jobs of %s (%s)", name, exc)
+
     # --- the loop -----------------------------------------------------------------------------
 
     async def _loop(self) -> None:
