@@ -107,9 +107,10 @@ class Services:
         chat.services = services
         metrics.attach(services)
         metrics.watch_downloads(bus)
-        await downloads.start()
         if replicas is not None:  # several replicas may share the database: so do their downloads
             downloads.shared = SharedJobs(db, downloads, replica_id=replicas.id, bus=bus)
+        await downloads.start()
+        if downloads.shared is not None:
             await downloads.shared.start()
         if settings.load_on_start:
             try:

@@ -31,10 +31,10 @@ _names = count()
 
 
 @contextmanager
-def two_replicas(tmp_path: Path, store: Path, database_url: str, hub_url: str) -> Iterator[list[Running]]:
+def two_replicas(tmp_path: Path, stores: list[Path], database_url: str, hub_url: str) -> Iterator[list[Running]]:
     with ExitStack() as stack:
         replicas = []
-        for name in "ab":
+        for name, store in zip("ab", stores, strict=True):
             port = free_port()
             env = server_env(
                 tmp_path / f"data-{name}", store, JARVIS_DATABASE_URL=database_url, HF_ENDPOINT=hub_url,
@@ -58,10 +58,14 @@ def slow_model(hub) -> bytes:
 
 @pytest.fixture
 def setup(tmp_path, models_dir, postgres, hub, slow_model):
+    """Two replicas on one database and one model store."""
     store = fresh_store(tmp_path / "store", models_dir)
-    database_url = postgres.create_database(f"shared_dl_{os.getpid()}_{next(_names)}")
-    with two_replicas(tmp_path, store, database_url, hub.url) as replicas:
+    with two_replicas(tmp_path, [store, store], database(postgres), hub.url) as replicas:
         yield replicas, store
+
+
+def database(postgres) -> str:
+    return postgres.create_database(f"shared_dl_{os.getpid()}_{next(_names)}")
 
 
 def listed(server: Running) -> dict | None:
@@ -141,3 +145,25 @@ async def test_b_takes_over_the_download_of_a_killed_replica(setup, hub, slow_mo
     assert hub.bytes_sent(FILE) < 2 * len(slow_model)  # resumed from A's partial file, not fetched again
     async with httpx.AsyncClient(base_url=b.url, timeout=60) as http:
         assert (await snapshot_of(http, job_id))["status"] == "completed"
+
+
+async def test_with_stores_of_their_own_b_starts_a_killed_replicas_download_over(
+    tmp_path, models_dir, postgres, hub, slow_model
+):
+    stores = [fresh_store(tmp_path / f"store-{name}", models_dir) for name in "ab"]
+    with two_replicas(tmp_path, stores, database(postgres), hub.url) as (a, b):
+        started = httpx.post(a.url + "/api/models/download", json={"model_key": KEY}, timeout=60)
+        assert started.status_code == 202, started.text
+        await until(lambda: downloading_on(b, past=1 << 20), timeout=60, what="A's job a MB in")
+        os.killpg(a.process.pid, signal.SIGKILL)
+        a.process.wait(timeout=30)
+        await until(
+            lambda: NAME in {m["name"] for m in httpx.get(b.url + "/api/models", timeout=30).json()["models"]},
+            timeout=120,
+            what="B to download A's model again",
+        )
+    manifest = ModelStore(stores[1]).get(NAME)
+    assert manifest is not None
+    assert ModelStore(stores[1]).blob_path(manifest.digest).read_bytes() == slow_model
+    assert ModelStore(stores[0]).get(NAME) is None  # A's store keeps only its partial file
+    assert hub.bytes_sent(FILE) > len(slow_model)  # started over: every byte fetched again for B's store

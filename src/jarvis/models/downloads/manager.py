@@ -78,6 +78,15 @@ class DownloadManager:
                 log.warning("dropping unreadable download job %s: %s", path.name, exc)
                 path.unlink(missing_ok=True)
                 continue
+            if job.id in self.jobs:
+                continue
+            if self.shared is not None:  # replicas on PostgreSQL: the job may be another's now
+                verdict = await self.shared.saved_job(job.id)
+                if verdict == "drop":
+                    path.unlink(missing_ok=True)
+                    continue
+                if verdict == "skip":
+                    continue
             log.info("resuming the download of %s", job.name)
             self._schedule(job)
         await asyncio.to_thread(self._sweep_partials)

@@ -72,6 +72,16 @@ class SharedJobs:
         """The other replicas' jobs this replica does not run itself, oldest first."""
         return [job for job_id, job in self.remote.items() if job_id not in self.manager.jobs]
 
+    async def saved_job(self, job_id: str) -> str:
+        """What to do at start with a job saved under `models/jobs/`: `resume` it (no replica
+        has it, or this one does), `skip` it (another replica runs it, or one that died, whose
+        jobs the next round claims), or `drop` it (it ended on another replica)."""
+        async with self.db.session() as session:
+            row = await session.get(DownloadJobRow, job_id)
+        if row is None or row.replica_id == self.replica_id:
+            return "resume"
+        return "skip" if row.status in ACTIVE else "drop"
+
     async def stop(self, job: DownloadJob, *, keep_partial: bool) -> DownloadJob:
         """Ask the replica running `job` to cancel (or pause) it and wait until it has.
         Raises NotFound (it finished meanwhile), Conflict (being installed, or its replica did
