@@ -146,7 +146,7 @@ class DownloadManager:
     def adopt(self, job: DownloadJob) -> None:
         """Run a new job, or one taken over from a replica that stopped (shared.py): saved
         under `models/jobs/` first, so that it resumes at the next start."""
-        job.status, job.reported_bytes = "queued", 0
+        job.status = "queued"  # its bytes so far stay: progress never goes backwards
         write_atomic(
             self.store.jobs / f"{job.id}.json",
             json.dumps(

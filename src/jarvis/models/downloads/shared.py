@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 SYNC_SECONDS = 0.5  # how often a job's state is written, stop requests read and dead replicas' jobs claimed
 STOP_WAIT_SECONDS = 10.0  # how long a cancel waits for the owning replica to stop the job
-FINISHED_KEEP = timedelta(minutes=10)  # another replica's finished job stays listed this long
+FINISHED_KEEP = timedelta(minutes=10)  # a finished job stays listed (and its row kept) this long
+CLEAN_SECONDS = 60.0  # how often a replica deletes the rows of jobs finished longer ago than that
 
 
 class SharedJobs:
@@ -53,6 +54,7 @@ class SharedJobs:
         self._written: dict[str, tuple] = {}  # what was last written of each local job
         self._tasks: list[asyncio.Task] = []
         self._stopping: set[asyncio.Task] = set()
+        self._cleaned_at = 0.0
 
     async def start(self) -> None:
         await self.sync()
@@ -237,6 +239,11 @@ class SharedJobs:
             _apply(job, row)
             seen[row.id] = job
         self.remote = seen
+        if time.monotonic() - self._cleaned_at >= CLEAN_SECONDS:
+            self._cleaned_at = time.monotonic()
+            await session.execute(
+                delete(DownloadJobRow).where(DownloadJobRow.status.not_in(ACTIVE), DownloadJobRow.updated_at < since)
+            )
 
     async def _claim(self) -> None:
         """Take over the unfinished jobs of replicas that are gone."""
@@ -264,12 +271,11 @@ class SharedJobs:
                 )
             if not getattr(result, "rowcount", 0) or stopped:
                 continue  # another replica claimed it first
-            try:
-                job = _job(row)
+            try:  # the object this replica listed: whoever holds it (a waiting pull) sees it go on
+                job = self.remote.pop(row.id, None) or _job(row)
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("cannot take over the download job %s: %s", row.id, exc)
                 continue
-            self.remote.pop(row.id, None)
             if self.manager.active_for(job.name):  # this replica already fetches that model
                 async with self.db.session() as session:
                     await session.execute(delete(DownloadJobRow).where(DownloadJobRow.id == row.id))
