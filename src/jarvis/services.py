@@ -20,6 +20,7 @@ from jarvis.memory.service import MemoryService
 from jarvis.metrics import Metrics
 from jarvis.models.bundled import BUNDLED_MODELS, BUNDLED_NAME, DEFAULT_BUNDLED, install_bundled
 from jarvis.models.downloads import DownloadManager
+from jarvis.models.downloads.shared import SharedJobs
 from jarvis.models.store import ModelStore
 from jarvis.plugins.manager import PluginManager
 from jarvis.replicas import ReplicaRegistry, new_replica_id
@@ -106,7 +107,11 @@ class Services:
         chat.services = services
         metrics.attach(services)
         metrics.watch_downloads(bus)
+        if replicas is not None:  # several replicas may share the database: so do their downloads
+            downloads.shared = SharedJobs(db, downloads, replica_id=replicas.id, bus=bus)
         await downloads.start()
+        if downloads.shared is not None:
+            await downloads.shared.start()
         if settings.load_on_start:
             try:
                 engine, name = engines.route(settings.default_model)
@@ -120,6 +125,8 @@ class Services:
         return services
 
     async def close(self) -> None:
+        if self.downloads.shared is not None:
+            await self.downloads.shared.close()
         await self.downloads.close()
         await self.chat.drain()
         await self.engines.close()

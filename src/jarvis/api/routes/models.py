@@ -75,7 +75,7 @@ async def available_models(services: ServicesDep) -> dict:
                 "installed": [manifest.name],
             }
             entries.append(_with_status(item, True, None))
-    for job in reversed(list(services.downloads.jobs.values())):  # newest first: a retry hides its failure
+    for job in reversed(services.downloads.all_jobs()):  # newest first: a retry hides its failure
         if job.status != "completed" and not any(
             job.model_key == e["model_key"] or job.name in e["installed"] for e in entries
         ):

@@ -23,6 +23,7 @@ from jarvis.events import EventBus
 from jarvis.models.bundled import install_bundled
 from jarvis.models.downloads.install import install, is_update
 from jarvis.models.downloads.job import DownloadJob, new_job_id
+from jarvis.models.downloads.shared import SharedJobs
 from jarvis.models.fit import check_memory
 from jarvis.models.plan import Plan, RemoteFile
 from jarvis.models.refs import parse_model_key
@@ -52,6 +53,7 @@ class DownloadManager:
         self._slots = asyncio.Semaphore(settings.max_concurrent_downloads)
         self._files: dict[str, asyncio.Future] = {}  # one transfer per file, by digest or URL
         self._closing = False
+        self.shared: SharedJobs | None = None  # with replicas on PostgreSQL: the jobs they all see
         self.options = TransferOptions(
             connections=settings.download_connections,
             stall_timeout=settings.download_stall_seconds,
@@ -76,6 +78,15 @@ class DownloadManager:
                 log.warning("dropping unreadable download job %s: %s", path.name, exc)
                 path.unlink(missing_ok=True)
                 continue
+            if job.id in self.jobs:
+                continue
+            if self.shared is not None:  # replicas on PostgreSQL: the job may be another's now
+                verdict = await self.shared.saved_job(job.id)
+                if verdict == "drop":
+                    path.unlink(missing_ok=True)
+                    continue
+                if verdict == "skip":
+                    continue
             log.info("resuming the download of %s", job.name)
             self._schedule(job)
         await asyncio.to_thread(self._sweep_partials)
@@ -129,20 +140,26 @@ class DownloadManager:
         await check_memory(plan, self.settings)  # a model this machine cannot hold is refused before any byte
         self._check_disk(plan)
         job = DownloadJob(id=new_job_id(plan.name), model_key=model_key, quantization=quantization, plan=plan)
+        self.adopt(job)
+        return job
+
+    def adopt(self, job: DownloadJob) -> None:
+        """Run a new job, or one taken over from a replica that stopped (shared.py): saved
+        under `models/jobs/` first, so that it resumes at the next start."""
+        job.status = "queued"  # its bytes so far stay: progress never goes backwards
         write_atomic(
             self.store.jobs / f"{job.id}.json",
             json.dumps(
                 {
                     "id": job.id,
-                    "model_key": model_key,
-                    "quantization": quantization,
-                    "plan": plan.to_dict(),
+                    "model_key": job.model_key,
+                    "quantization": job.quantization,
+                    "plan": job.plan.to_dict(),
                     "created_at": job.created_at,
                 }
             ).encode(),
         )
         self._schedule(job)
-        return job
 
     async def variants(self, model_key: str) -> list[dict]:
         ref = parse_model_key(model_key)
@@ -162,13 +179,17 @@ class DownloadManager:
 
     def find(self, model_key: str) -> DownloadJob | None:
         """The newest job for a model key, installed name or job id."""
-        matches = [j for j in self.jobs.values() if model_key in (j.model_key, j.name, j.id)]
+        matches = [j for j in self.all_jobs() if model_key in (j.model_key, j.name, j.id)]
         active = [j for j in matches if j.active]
         found = active or matches
         return found[-1] if found else None
 
     def active_for(self, name: str) -> DownloadJob | None:
-        return next((j for j in self.jobs.values() if j.active and name in (j.name, j.model_key)), None)
+        return next((j for j in self.all_jobs() if j.active and name in (j.name, j.model_key)), None)
+
+    def all_jobs(self) -> list[DownloadJob]:
+        """This replica's jobs, then those the other replicas on a shared PostgreSQL run."""
+        return list(self.jobs.values()) + (self.shared.jobs() if self.shared is not None else [])
 
     async def cancel(self, model_key: str, *, keep_partial: bool = False) -> DownloadJob:
         """Stop a running download at once. Its partial data is removed, unless `keep_partial`
@@ -180,6 +201,8 @@ class DownloadManager:
             # Every byte is in and the manifest is being written in a thread that cannot be
             # stopped: cancelling now would report `cancelled` for a model that gets installed.
             raise Conflict(f"{job.name} is being installed; delete it once it is")
+        if job.id not in self.jobs and self.shared is not None:  # another replica runs it
+            return await self.shared.stop(job, keep_partial=keep_partial)
         job.keep_partial = keep_partial
         job.cancel.set()
         for transfer in job.transfers:
@@ -191,7 +214,7 @@ class DownloadManager:
         return job
 
     def snapshots(self) -> list[dict]:
-        return [job.snapshot() for job in self.jobs.values()]
+        return [job.snapshot() for job in self.all_jobs()]
 
     # --- running jobs ------------------------------------------------------------------------
 
@@ -202,6 +225,8 @@ class DownloadManager:
         current one's."""
         for old in [job for job in self.jobs.values() if job.name == name and not job.active]:
             del self.jobs[old.id]
+        if self.shared is not None:
+            self.shared.forget(name)
 
     def _finished_job(self, model_key: str, plan: Plan) -> DownloadJob:
         job = DownloadJob(
