@@ -12,6 +12,7 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
@@ -23,7 +24,6 @@ from jarvis.events import EventBus
 from jarvis.models.bundled import install_bundled
 from jarvis.models.downloads.install import install, is_update
 from jarvis.models.downloads.job import DownloadJob, new_job_id
-from jarvis.models.downloads.shared import SharedJobs
 from jarvis.models.fit import check_memory
 from jarvis.models.plan import Plan, RemoteFile
 from jarvis.models.refs import parse_model_key
@@ -31,6 +31,9 @@ from jarvis.models.registries.url import check_public_url
 from jarvis.models.resolver import Resolver
 from jarvis.models.store import ModelStore, write_atomic
 from jarvis.models.transfer import Transfer, TransferCancelled, TransferOptions
+
+if TYPE_CHECKING:  # PostgreSQL only; `jarvis pull` runs without the database layer
+    from jarvis.models.downloads.shared import SharedJobs
 
 log = logging.getLogger(__name__)
 
