@@ -89,6 +89,9 @@ def test_two_servers_pulling_the_same_model_fetch_it_once(tmp_path, models_dir, 
             assert started.status_code == 202, started.text
         for server in (first, second):
             wait_until_installed(server, "hf.co/acme/shared-GGUF:Q4_K_M")
-    assert hub.bytes_sent("shared-Q4_K_M.gguf") == len(data)  # fetched once, by one of them
+    # Fetched once, by one of them: a second fetch would be another len(data). Not exactly
+    # len(data): when a connection crawls (a busy machine), another takes over part of its
+    # segment, and what the crawling one had already sent past the cut counts as sent too.
+    assert len(data) <= hub.bytes_sent("shared-Q4_K_M.gguf") < 1.5 * len(data)
     blobs = [p.name for p in (store / "blobs").iterdir() if "partial" in p.name]
     assert blobs == []
