@@ -14,6 +14,7 @@ import pytest
 from jarvis.config import Settings
 from jarvis.models.bundled import BUNDLED_MODELS, BUNDLED_NAME, ensure_bundled
 from jarvis.models.store import ModelStore
+from jarvis.storage.db import Database
 from tests.support.hub import Hub
 from tests.support.live import LiveServer
 from tests.support.postgres import PostgresCluster, find_bindir
@@ -68,6 +69,15 @@ def postgres():
     cluster.stop()
 
 
+@pytest.fixture
+async def pg_database(postgres):
+    """A migrated database of the test's own on the run's PostgreSQL."""
+    db = Database(postgres.new_database("jarvis_pg"))
+    await db.migrate()
+    yield db
+    await db.close()
+
+
 def _redis_server(root: Path) -> RedisServer:
     if find_redis() is None:
         message = "redis-server not found (scripts/install.sh --dev installs it): the Redis tests are SKIPPED"
@@ -107,7 +117,7 @@ def make_settings(tmp_path, models_dir, request):
         }
         if backend == "postgres":
             cluster = request.getfixturevalue("postgres")
-            values["database_url"] = cluster.create_database(f"jarvis_{os.getpid()}_{next(_databases)}")
+            values["database_url"] = cluster.new_database("jarvis")
         values.update(overrides)
         return Settings.build(env_file=None, **values)
 

@@ -5,26 +5,12 @@ by one still alive (its connection's advisory lock is the sign of life)."""
 from __future__ import annotations
 
 import asyncio
-import os
-from itertools import count
-
-import pytest
 
 from jarvis.events import EventBus
 from jarvis.replicas import ReplicaRegistry
 from jarvis.storage import repos
 from jarvis.storage.db import Database
 from jarvis.storage.tables import ChatMessage
-
-_names = count()
-
-
-@pytest.fixture
-async def database(postgres):
-    db = Database(postgres.create_database(f"replicas_{os.getpid()}_{next(_names)}"))
-    await db.migrate()
-    yield db
-    await db.close()
 
 
 async def answer_of(db: Database, replica_id: str | None) -> str:
@@ -43,20 +29,20 @@ async def status_of(db: Database, message_id: str) -> str:
         return (await session.get(ChatMessage, message_id)).status
 
 
-async def test_a_starting_replica_spares_live_answers_and_a_dead_replicas_are_interrupted(database):
-    a = ReplicaRegistry(database, "replica-a")
+async def test_a_starting_replica_spares_live_answers_and_a_dead_replicas_are_interrupted(pg_database):
+    a = ReplicaRegistry(pg_database, "replica-a")
     await a.start()
-    live = await answer_of(database, "replica-a")
-    orphan = await answer_of(database, "replica-long-gone")  # written by a replica no longer registered
-    legacy = await answer_of(database, None)  # written before replicas were recorded
+    live = await answer_of(pg_database, "replica-a")
+    orphan = await answer_of(pg_database, "replica-long-gone")  # written by a replica no longer registered
+    legacy = await answer_of(pg_database, None)  # written before replicas were recorded
 
     bus = EventBus(replica="replica-b")
-    b = ReplicaRegistry(database, "replica-b", bus=bus)
+    b = ReplicaRegistry(pg_database, "replica-b", bus=bus)
     async with bus.subscribe() as events:
         await b.start()
-        assert await status_of(database, live) == "streaming"
-        assert await status_of(database, orphan) == "interrupted"
-        assert await status_of(database, legacy) == "interrupted"
+        assert await status_of(pg_database, live) == "streaming"
+        assert await status_of(pg_database, orphan) == "interrupted"
+        assert await status_of(pg_database, legacy) == "interrupted"
         assert sorted(await b.alive()) == ["replica-a", "replica-b"]
 
         # replica A dies: its process ends without a word, so does its connection
@@ -65,8 +51,8 @@ async def test_a_starting_replica_spares_live_answers_and_a_dead_replicas_are_in
         stopped = await asyncio.wait_for(events.get(), 10)
         assert stopped.type == "replica.stopped"
         assert stopped.data == {"replicas": ["replica-a"], "interrupted_answers": 1}
-    assert await status_of(database, live) == "interrupted"
-    async with database.session() as session:
+    assert await status_of(pg_database, live) == "interrupted"
+    async with pg_database.session() as session:
         row = await session.get(ChatMessage, live)
     assert row.content == "partial" and "stopped" in row.error
     assert await b.alive() == ["replica-b"]

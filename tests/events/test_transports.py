@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from contextlib import AsyncExitStack, asynccontextmanager
-from itertools import count
 
 import asyncpg
 import pytest
@@ -17,15 +15,6 @@ from jarvis.events.postgres import PostgresRelay, asyncpg_dsn
 from jarvis.storage.db import Database
 
 WAIT = 10.0  # a bounded wait for delivery; the issue asks for well under a second
-_names = count()
-
-
-@pytest.fixture
-async def database(postgres):
-    db = Database(postgres.create_database(f"events_{os.getpid()}_{next(_names)}"))
-    await db.migrate()
-    yield db
-    await db.close()
 
 
 @asynccontextmanager
@@ -62,8 +51,8 @@ def redis_url(backend, request):
     return request.getfixturevalue("redis_server").url if backend == "redis" else None
 
 
-async def test_an_event_published_on_one_replica_reaches_the_other_once(database, backend, redis_url):
-    async with replicas(backend, database, redis_url) as (a, b):
+async def test_an_event_published_on_one_replica_reaches_the_other_once(pg_database, backend, redis_url):
+    async with replicas(backend, pg_database, redis_url) as (a, b):
         async with a.subscribe() as on_a, b.subscribe() as on_b:
             a.publish("memory.created", {"id": 7, "user": "alice", "text": "naïve ünïcode"})
             heard = await next_event(on_b, "memory.created")
@@ -82,42 +71,42 @@ async def test_an_event_published_on_one_replica_reaches_the_other_once(database
         assert a.status() == {"backend": backend, "connected": True, "replica": "a"}
 
 
-async def test_many_events_arrive_in_order(database, backend, redis_url):
-    async with replicas(backend, database, redis_url) as (a, b), b.subscribe(maxsize=5000) as on_b:
+async def test_many_events_arrive_in_order(pg_database, backend, redis_url):
+    async with replicas(backend, pg_database, redis_url) as (a, b), b.subscribe(maxsize=5000) as on_b:
         for i in range(500):
             a.publish("download.progress", {"model": "m", "downloaded_bytes": i})
         got = [(await next_event(on_b, "download.progress")).data["downloaded_bytes"] for _ in range(500)]
     assert got == list(range(500))
 
 
-async def test_log_records_stay_on_their_replica(database, backend, redis_url):
-    async with replicas(backend, database, redis_url) as (a, b), b.subscribe() as on_b:
+async def test_log_records_stay_on_their_replica(pg_database, backend, redis_url):
+    async with replicas(backend, pg_database, redis_url) as (a, b), b.subscribe() as on_b:
         a.publish("log.record", {"message": "local only"})
         a.publish("test.marker", {})
         assert (await asyncio.wait_for(on_b.get(), WAIT)).type == "test.marker"
 
 
-async def test_an_event_too_large_for_notify_goes_by_reference_and_is_cleaned_up(database):
+async def test_an_event_too_large_for_notify_goes_by_reference_and_is_cleaned_up(pg_database):
     big = {"text": "x" * 20_000, "items": list(range(2000))}
-    async with replicas("postgres", database, None) as (a, b):
+    async with replicas("postgres", pg_database, None) as (a, b):
         async with b.subscribe() as on_b:
             a.publish("memory.created", big)
             a.publish("test.small", {"after": True})
             assert (await next_event(on_b, "memory.created")).data == big
             assert (await asyncio.wait_for(on_b.get(), WAIT)).type == "test.small"  # order kept
-        async with database.session() as session:
+        async with pg_database.session() as session:
             assert (await session.execute(text("SELECT count(*) FROM event_payloads"))).scalar() == 1
         relay = a.transport
         assert isinstance(relay, PostgresRelay)
         relay.keep_seconds = 0
         await relay.clean()
-        async with database.session() as session:
+        async with pg_database.session() as session:
             assert (await session.execute(text("SELECT count(*) FROM event_payloads"))).scalar() == 0
 
 
-async def test_a_lost_postgres_connection_is_reconnected_and_health_says_so(database):
-    async with replicas("postgres", database, None) as (a, b):
-        conn = await asyncpg.connect(asyncpg_dsn(database.url))
+async def test_a_lost_postgres_connection_is_reconnected_and_health_says_so(pg_database):
+    async with replicas("postgres", pg_database, None) as (a, b):
+        conn = await asyncpg.connect(asyncpg_dsn(pg_database.url))
         try:
             killed = await conn.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -133,8 +122,8 @@ async def test_a_lost_postgres_connection_is_reconnected_and_health_says_so(data
             assert (await next_event(on_b, "memory.created")).data == {"id": 1}
 
 
-async def test_a_lost_redis_server_is_reconnected_and_health_says_so(database, own_redis_server):
-    async with replicas("redis", database, own_redis_server.url) as (a, b):
+async def test_a_lost_redis_server_is_reconnected_and_health_says_so(pg_database, own_redis_server):
+    async with replicas("redis", pg_database, own_redis_server.url) as (a, b):
         own_redis_server.stop()
         await wait_until(lambda: not a.status()["connected"] and not b.status()["connected"])
         a.publish("memory.created", {"id": "sent while down"})  # queued, sent once connected again

@@ -10,7 +10,6 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from itertools import count
 from pathlib import Path
 
 import httpx
@@ -27,7 +26,6 @@ from tests.support.postgres import free_port
 KEY = "hf.co/acme/slow-GGUF"
 FILE = "slow-Q4_K_M.gguf"
 NAME = f"{KEY}:Q4_K_M"
-_names = count()
 
 
 @contextmanager
@@ -65,7 +63,7 @@ def setup(tmp_path, models_dir, postgres, hub, slow_model):
 
 
 def database(postgres) -> str:
-    return postgres.create_database(f"shared_dl_{os.getpid()}_{next(_names)}")
+    return postgres.new_database("shared_dl")
 
 
 def listed(server: Running) -> dict | None:

@@ -4,6 +4,7 @@ stop with the run. Runs the server as the `postgres` user when the tests run as 
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import pwd
 import shutil
@@ -12,6 +13,8 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+_numbers = itertools.count()
 
 
 def find_bindir() -> Path | None:
@@ -61,6 +64,10 @@ class PostgresCluster:
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+asyncpg://jarvis@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self, prefix: str) -> str:
+        """A database of its own for one test: `prefix`, this process and a running number."""
+        return self.create_database(f"{prefix}_{os.getpid()}_{next(_numbers)}")
 
     def create_database(self, name: str) -> str:
         self._run(str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "jarvis", name)
