@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from itertools import count
 
 import httpx
 import pytest
-from httpx_sse import aconnect_sse
+from httpx_sse import aconnect_sse, connect_sse
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
@@ -32,7 +30,6 @@ from tests.support.postgres import free_port
 
 WAIT = 10.0  # bounded wait for an event to cross (the issue asks for well under a second)
 GREEDY = {"temperature": 0, "max_tokens": 8}
-_names = count()
 
 pytestmark = pytest.mark.skipif(find_nginx() is None, reason="nginx not installed (scripts/install.sh --dev)")
 
@@ -68,7 +65,7 @@ def topology(root, models_dir, database_url: str, redis_url: str | None = None) 
 
 
 def database(postgres) -> str:
-    return postgres.create_database(f"deploy_{os.getpid()}_{next(_names)}")
+    return postgres.new_database("deploy")
 
 
 @pytest.fixture(scope="module")
@@ -193,16 +190,16 @@ def test_kill_9_of_the_replica_writing_an_answer(over_redis):
     body = {"message": LONG_ANSWER, "stream": True, "temperature": 0, "max_tokens": 2000}
     received = ""
     victim = None
-    with httpx.stream("POST", over_redis.url + "/api/chat/messages", json=body, timeout=60) as response:
+    with (
+        httpx.Client(timeout=60) as http,
+        connect_sse(http, "POST", over_redis.url + "/api/chat/messages", json=body) as source,
+    ):
         started_at = None
-        event = None
-        for line in response.iter_lines():
-            if line.startswith("event:"):
-                event = line.split(":", 1)[1].strip()
-            elif line.startswith("data:") and event == "start":
-                start = json.loads(line[5:])
-            elif line.startswith("data:") and event == "token":
-                received += json.loads(line[5:])["content"]
+        for event in source.iter_sse():
+            if event.event == "start":
+                start = json.loads(event.data)
+            elif event.event == "token":
+                received += json.loads(event.data)["content"]
                 if victim is None:  # the replica writing it is the one with a busy slot
                     started_at = time.monotonic()
                     busy = [r for r in over_redis.replicas if busy_slots(r)]

@@ -13,6 +13,7 @@ import time
 
 import httpx
 import pytest
+from httpx_sse import connect_sse
 
 from jarvis.models.bundled import BUNDLED_NAME
 from tests.cli import JARVIS, REPO, running, server_env
@@ -29,16 +30,16 @@ def test_kill_9_during_a_streaming_answer(tmp_path, models_dir):
     received = ""
     with running(command, port=port, env=env, cwd=REPO, log=tmp_path / "first.log") as server:
         body = {"message": LONG_ANSWER, "stream": True, "temperature": 0, "max_tokens": 2000}
-        with httpx.stream("POST", server.url + "/api/chat/messages", json=body, timeout=60) as response:
+        with (
+            httpx.Client(timeout=60) as http,
+            connect_sse(http, "POST", server.url + "/api/chat/messages", json=body) as source,
+        ):
             started_at = None  # the first token's arrival
-            event = None
-            for line in response.iter_lines():
-                if line.startswith("event:"):
-                    event = line.split(":", 1)[1].strip()
-                elif line.startswith("data:") and event == "start":
-                    start = json.loads(line[5:])
-                elif line.startswith("data:") and event == "token":
-                    received += json.loads(line[5:])["content"]
+            for event in source.iter_sse():
+                if event.event == "start":
+                    start = json.loads(event.data)
+                elif event.event == "token":
+                    received += json.loads(event.data)["content"]
                     started_at = started_at or time.monotonic()
                     if time.monotonic() - started_at > 2.5:  # past the first flushes of the answer
                         break
