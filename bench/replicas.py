@@ -81,8 +81,8 @@ def start_replicas(stack: ExitStack, root: Path, models_dir: Path, database: str
             "JARVIS_DATABASE_URL": database,
             "JARVIS_REPLICA_ID": f"bench-{name}",
             "JARVIS_LOAD_ON_START": "false",
+            "JARVIS_LOG_LEVEL": "WARNING",
         }
-        values["JARVIS_LOG_LEVEL"] = "WARNING"
         env = server_env(root / f"data-{name}", models_dir, **values, **extra)
         command = [str(JARVIS), "serve", "--port", str(port)]
         replicas.append(stack.enter_context(running(command, port=port, env=env, cwd=ROOT, log=root / f"{name}.log")))

@@ -17,26 +17,29 @@ PYTHON="${PYTHON:-python3}"
 EXTRAS=""
 [[ "${1:-}" == "--dev" ]] && EXTRAS="[dev]"
 
-# The tests also run Debian's nginx (in front of replicas, as deploy/nginx.conf) and
-# redis-server (events between replicas). Installed only when missing; never started here.
+# The tests also run Debian's nginx (in front of replicas, as deploy/nginx.conf),
+# redis-server (events between replicas) and chromium (the web console's browser tests,
+# driven through playwright: never a downloaded browser). Installed only when missing;
+# nothing is started here.
 if [[ -n "$EXTRAS" ]]; then
   missing=()
   [[ -x /usr/sbin/nginx ]] || command -v nginx >/dev/null || missing+=(nginx)
   command -v redis-server >/dev/null || missing+=(redis-server)
-  SUDO=""
-  [[ $(id -u) -ne 0 ]] && SUDO="sudo"
-  if (( ${#missing[@]} )); then
-    echo "installing ${missing[*]} (apt-get) for the tests"
+  browser=()
+  [[ -x /usr/bin/chromium ]] || browser=(chromium)
+  if (( ${#missing[@]} + ${#browser[@]} )); then
+    SUDO=""
+    [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+    echo "installing ${missing[*]} ${browser[*]} (apt-get) for the tests"
     $SUDO apt-get update -qq
     # RUNLEVEL=1: invoke-rc.d leaves their system services stopped (the tests start their own)
-    $SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-  # The web console's tests drive Debian's chromium through playwright (never a downloaded
-  # browser); with its recommends, for the fonts the screenshots are read in.
-  if [[ ! -x /usr/bin/chromium ]]; then
-    echo "installing Debian's chromium (apt-get) for the browser tests"
-    $SUDO apt-get update -qq
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    if (( ${#missing[@]} )); then
+      $SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+    # chromium with its recommends: the fonts the screenshots are read in
+    if (( ${#browser[@]} )); then
+      $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${browser[@]}" >/dev/null
+    fi
   fi
 fi
 
