@@ -66,9 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         configure_logging(settings.log_level)
         app.state.services = await Services.start(settings)
         tune_garbage_collector()
-        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-        host = f"[{host}]" if ":" in host else host
-        logging.getLogger("jarvis").info("web console: open http://%s:%s/ in a browser", host, settings.port)
+        logging.getLogger("jarvis").info("web console: open %s/ in a browser", settings.server_url)
         try:
             yield
         finally:

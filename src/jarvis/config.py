@@ -19,6 +19,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_MODEL = "qwen2.5-coder:0.5b"
 
 
+def loopback_host(host: str) -> str:
+    """`host` as a URL writes it, a bind-all address (0.0.0.0, ::, none) as loopback: where a
+    client on this machine reaches a server bound there."""
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"[{host}]" if ":" in host else host  # an IPv6 literal
+
+
 class Upstream(BaseModel):
     """One server of the inference fleet (an entry of `JARVIS_UPSTREAMS`)."""
 
@@ -198,6 +206,11 @@ class Settings(BaseSettings):
         return self.models_path or self.data_dir / "models"
 
     @property
+    def server_url(self) -> str:
+        """Where a client on this machine reaches this server (the `jarvis` commands, the start-up log)."""
+        return f"http://{loopback_host(self.host)}:{self.port}"
+
+    @property
     def fleet(self) -> list[Upstream]:
         """Every upstream: `OLLAMA_HOST` and `JARVIS_OPENAI_BASE_URL` first, then `JARVIS_UPSTREAMS`."""
         # The two single-server settings are taken as they always were (not checked here).
@@ -218,11 +231,7 @@ class Settings(BaseSettings):
         if not self.ollama_host:
             return None
         parts = urlsplit(self.ollama_host if "://" in self.ollama_host else f"http://{self.ollama_host}")
-        host = parts.hostname or "127.0.0.1"
-        if host in ("0.0.0.0", "::"):  # a bind address: reach it on loopback
-            host = "127.0.0.1"
-        if ":" in host:
-            host = f"[{host}]"
+        host = loopback_host(parts.hostname or "")
         port = parts.port or (11434 if "://" not in self.ollama_host else None)  # Ollama's default port
         netloc = f"{host}:{port}" if port else host
         return f"{parts.scheme}://{netloc}{parts.path}".rstrip("/")

@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # each function imports what it uses: see cli/main.py on star
 
 console = Console()
 errors = Console(stderr=True)
-# The server is reached over plain HTTP (server_url): there is no TLS to verify, and an httpx
+# The server is reached over plain HTTP (Settings.server_url): there is no TLS to verify, and an httpx
 # client that may verify loads the CA bundle when it is made, a twentieth of a second each.
 NO_TLS_VERIFY = False
 
@@ -23,13 +23,6 @@ def fail(message: str) -> NoReturn:
     """The CLI's one error formatter: a single line on stderr, exit status 1."""
     errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
-
-
-def server_url(settings: Settings) -> str:
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    if ":" in host:  # an IPv6 literal
-        host = f"[{host}]"
-    return f"http://{host}:{settings.port}"
 
 
 def auth_headers(settings: Settings) -> dict:
@@ -41,7 +34,7 @@ def get_json(settings: Settings, path: str) -> dict:
     """GET from the running server. Fails with one line when none answers or it answers an error."""
     import httpx
 
-    url = server_url(settings)
+    url = settings.server_url
     try:
         response = httpx.get(url + path, timeout=5.0, headers=auth_headers(settings), verify=NO_TLS_VERIFY)
     except httpx.TransportError:
@@ -56,9 +49,22 @@ def server_answers(settings: Settings) -> bool:
     import httpx
 
     try:
-        return httpx.get(server_url(settings) + "/api/health", timeout=2.0, verify=NO_TLS_VERIFY).status_code == 200
+        return httpx.get(settings.server_url + "/api/health", timeout=2.0, verify=NO_TLS_VERIFY).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def stream_client(settings: Settings) -> httpx.AsyncClient:
+    """An async client of the running server for streamed answers and progress (no read
+    timeout: a stream may be quiet for long), with the key it wants."""
+    import httpx
+
+    return httpx.AsyncClient(
+        base_url=settings.server_url,
+        headers=auth_headers(settings),
+        timeout=httpx.Timeout(30.0, read=None),
+        verify=NO_TLS_VERIFY,
+    )
 
 
 def error_message(response: httpx.Response) -> str:

@@ -17,7 +17,7 @@ from jarvis.cli.common import (
     fail,
     get_json,
     server_answers,
-    server_url,
+    stream_client,
 )
 from jarvis.errors import JarvisError
 
@@ -49,7 +49,7 @@ def pull(
         _list_shortcuts(settings, remote)
         return
     if remote:
-        run = _pull_remote(server_url(settings), model, quantization, auth_headers(settings))
+        run = _pull_remote(settings, model, quantization)
     else:
         run = _pull_local(settings, model, quantization)
     try:
@@ -74,7 +74,7 @@ def rm(model: Annotated[str, typer.Argument(help="an installed model's name or t
     if server_answers(settings):
         response = httpx.request(
             "DELETE",
-            server_url(settings) + "/api/models/delete",
+            settings.server_url + "/api/models/delete",
             json={"model_key": model},
             headers=auth_headers(settings),
             timeout=30,
@@ -179,13 +179,10 @@ async def _show(updates: AsyncIterator[dict]) -> dict:
     return last
 
 
-async def _pull_remote(url: str, model: str, quantization: str | None, headers: dict) -> dict:
-    import httpx
+async def _pull_remote(settings: Settings, model: str, quantization: str | None) -> dict:
     from httpx_sse import aconnect_sse
 
-    async with httpx.AsyncClient(
-        base_url=url, headers=headers, timeout=httpx.Timeout(30.0, read=None), verify=NO_TLS_VERIFY
-    ) as http:
+    async with stream_client(settings) as http:
         response = await http.post("/api/models/download", json={"model_key": model, "quantization": quantization})
         if response.is_error:
             fail(error_message(response))

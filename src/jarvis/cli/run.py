@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import typer
 
-from jarvis.cli.common import NO_TLS_VERIFY, error_message, errors, fail, server_answers, server_url
+from jarvis.cli.common import error_message, errors, fail, server_answers, stream_client
 from jarvis.errors import JarvisError
 
 if TYPE_CHECKING:  # imported where used: `jarvis --help` needs none of it (cli/main.py)
@@ -67,17 +67,11 @@ class Chat(Protocol):
 class RemoteChat:
     """The conversation as a session of the running server, through its native SSE API."""
 
-    def __init__(self, url: str, model: str, session_id: str | None, *, api_key: str | None = None) -> None:
-        import httpx
-
-        self.url = url
+    def __init__(self, settings: Settings, model: str, session_id: str | None) -> None:
         self.model = model
         self.session_id = session_id
         self.parameters: dict[str, float | int] = {}
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}  # a server with JARVIS_API_KEY set
-        self.http = httpx.AsyncClient(
-            base_url=url, headers=headers, timeout=httpx.Timeout(30.0, read=None), verify=NO_TLS_VERIFY
-        )
+        self.http = stream_client(settings)
 
     async def check(self) -> None:
         """Raises AnswerFailed for a model the server cannot serve or a session it does not have."""
@@ -231,7 +225,7 @@ def _open(runner: asyncio.Runner, settings: Settings, model: str, session: str |
 
     try:
         if server_answers(settings):
-            chat: Chat = RemoteChat(server_url(settings), model, session, api_key=settings.api_key)
+            chat: Chat = RemoteChat(settings, model, session)
         else:
             chat = runner.run(LocalChat.start(settings, model, session))
     except KeyboardInterrupt:
