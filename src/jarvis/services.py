@@ -53,7 +53,8 @@ class Services:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.db_url)
         await db.migrate()
-        bus = EventBus(replica=settings.replica_id or new_replica_id())
+        replica_id = settings.replica_id or new_replica_id()
+        bus = EventBus(replica=replica_id)
         metrics = Metrics()
         logs = await LogService.start(db, bus, settings)
         replicas = None
@@ -63,7 +64,7 @@ class Services:
             if interrupted:
                 log.warning("marked %d answers cut off by the last shutdown as interrupted", interrupted)
         else:
-            replicas = ReplicaRegistry(db, bus.replica or new_replica_id(), bus=bus)
+            replicas = ReplicaRegistry(db, replica_id, bus=bus)
             await replicas.start()
         events = await start_transport(bus, database_url=db.url, redis_url=settings.redis_url)
         if events is not None:
@@ -80,7 +81,7 @@ class Services:
         chat = ChatService(db, engines, settings, plugins=plugins)
         memory = MemoryService(db, bus=bus)
         chat.memory = memory
-        chat.replica_id = bus.replica
+        chat.replica_id = replica_id
         chat.on_answer = lambda message, engine: metrics.observe_answer(
             model=message.model or "",
             engine=engine,

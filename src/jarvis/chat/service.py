@@ -169,9 +169,6 @@ class ChatService:
             counts = await repos.message_counts(db, [row.id for row in rows])
             return [(row, counts.get(row.id, 0)) for row in rows], total
 
-    async def rename_session(self, session_id: str, title: str, *, user: str = "default") -> ChatSession:
-        return await self.update_session(session_id, user=user, title=title)
-
     async def update_session(
         self,
         session_id: str,

@@ -56,8 +56,8 @@ class EngineRouter:
         one has the model. Raises ModelNotFound, EngineUnavailable (those that may have it are
         down), or an upstream's error."""
         engine, name = self.route(model)
-        if engine is not self.local:
-            await self.remotes[model.partition("/")[0]].serving(name)
+        if isinstance(engine, Fleet):
+            await engine.serving(name)
         return engine, name
 
     def upstreams(self) -> list[dict]:
