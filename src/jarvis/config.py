@@ -206,6 +206,10 @@ class Settings(BaseSettings):
         return self.models_path or self.data_dir / "models"
 
     @property
+    def disk_reserve_bytes(self) -> int:
+        return self.disk_reserve_mb * 1024 * 1024
+
+    @property
     def server_url(self) -> str:
         """Where a client on this machine reaches this server (the `jarvis` commands, the start-up log)."""
         return f"http://{loopback_host(self.host)}:{self.port}"

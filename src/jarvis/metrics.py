@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from jarvis.events import EventBus
+from jarvis.models.downloads.job import ACTIVE
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class Metrics:
                 if now > before:
                     self.download_bytes.labels(str(event.data.get("model"))).inc(now - before)
                     self._downloaded[job] = now
-                if event.data.get("status") in ("completed", "cancelled", "error"):
+                if event.data.get("status") not in ACTIVE:
                     self._downloaded.pop(job, None)
 
     async def close(self) -> None:
@@ -185,7 +186,7 @@ class _ServiceCollector(Collector):
         size = GaugeMetricFamily("jarvis_download_size_bytes", "Size of the file", labels=["model"])
         active = 0
         for job in self.services.downloads.snapshots():
-            if job.get("status") in ("completed", "cancelled", "error"):
+            if job.get("status") not in ACTIVE:
                 continue
             active += 1
             model = str(job.get("model"))

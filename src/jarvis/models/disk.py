@@ -22,5 +22,5 @@ def disk_report(store: ModelStore, settings: Settings) -> dict:
         "free_bytes": usage.free,
         "total_bytes": usage.total,
         "models_bytes": blobs,
-        "reserve_bytes": settings.disk_reserve_mb * 1024 * 1024,
+        "reserve_bytes": settings.disk_reserve_bytes,
     }

@@ -254,7 +254,7 @@ class DownloadManager:
             needed += max(0, (remote.size or 0) - _partial_bytes(self._partial_path(remote)))
         reserved = sum(max(0, (j.total_bytes or 0) - j.reported_bytes) for j in self.jobs.values() if j.active)
         free = shutil.disk_usage(self.store.blobs).free
-        margin = self.settings.disk_reserve_mb * 1024 * 1024
+        margin = self.settings.disk_reserve_bytes
         if needed + reserved + margin > free:
             raise InsufficientStorage(
                 f"{plan.name} needs {needed / 1e9:.2f} GB; {free / 1e9:.2f} GB are free, "

@@ -20,8 +20,9 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -53,7 +54,7 @@ class SharedJobs:
         self.remote: dict[str, DownloadJob] = {}  # the other replicas' jobs, by id
         self._written: dict[str, tuple] = {}  # what was last written of each local job
         self._tasks: list[asyncio.Task] = []
-        self._stopping: set[asyncio.Task] = set()
+        self._background: set[asyncio.Task] = set()
         self._cleaned_at = 0.0
 
     async def start(self) -> None:
@@ -66,7 +67,7 @@ class SharedJobs:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._stopping, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
 
     # --- what the manager asks --------------------------------------------------------------
 
@@ -117,9 +118,7 @@ class SharedJobs:
         manager drops its own: a late listener must not take an old `completed` for the current job."""
         for job_id in [i for i, job in self.remote.items() if job.name == name and not job.active]:
             del self.remote[job_id]
-        task = asyncio.create_task(self._forget(name))
-        self._stopping.add(task)
-        task.add_done_callback(self._stopping.discard)
+        self._in_background(self._forget(name))
 
     async def _forget(self, name: str) -> None:
         try:
@@ -129,6 +128,12 @@ class SharedJobs:
                 )
         except Exception as exc:  # only a clean-up: the rows age out of the lists anyway
             log.warning("shared downloads: could not forget the finished jobs of %s (%s)", name, exc)
+
+    def _in_background(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` without waiting for it; `close` waits for what is still running."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -211,9 +216,7 @@ class SharedJobs:
             if job is None or not job.active or job.status == "verifying":
                 continue
             log.info("stopping the download of %s: another replica asked to %s it", job.name, stop)
-            task = asyncio.create_task(self.manager.cancel(job_id, keep_partial=stop == "pause"))
-            self._stopping.add(task)
-            task.add_done_callback(self._stopping.discard)
+            self._in_background(self.manager.cancel(job_id, keep_partial=stop == "pause"))
 
     async def _read(self, session: AsyncSession) -> None:
         since = datetime.now(UTC) - FINISHED_KEEP
