@@ -75,8 +75,10 @@ class HuggingFace:
         return HfRepo(repo_id, sha, served)
 
     def _hf_repo(self, request: Request, *, content: bool) -> tuple[HfRepoState | None, Response | None]:
-        """The repo the request names, or the error the Hub gives; `content` asks for file
-        bytes, which a gated repo guards."""
+        """The repo the request names at its revision, or the error the Hub gives (or the fault
+        injected for the path); `content` asks for file bytes, which a gated repo guards."""
+        if (faulted := self._path_fault(request)) is not None:
+            return None, faulted
         repo_id = f"{request.path_params['ns']}/{request.path_params['repo']}"
         repo, token = self._hf.get(repo_id), bearer(request)
         authorised = self.token is not None and token == self.token
@@ -94,7 +96,7 @@ class HuggingFace:
                 f"Visit {self.url}/{repo_id} to ask for access."
             )
             return None, _hf_error(403, "GatedRepo", message)
-        return repo, None
+        return repo, self._revision_error(repo, request.path_params.get("revision", "main"))
 
     @staticmethod
     def _revision_error(repo: HfRepoState, revision: str) -> Response | None:
@@ -103,13 +105,8 @@ class HuggingFace:
         return _hf_error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
 
     async def _hf_model_info(self, request: Request) -> Response:
-        if (faulted := self._path_fault(request)) is not None:
-            return faulted
         repo, error = self._hf_repo(request, content=False)
         if error is not None:
-            return error
-        revision = request.path_params.get("revision", "main")
-        if (error := self._revision_error(repo, revision)) is not None:
             return error
         blobs = request.query_params.get("blobs", "").lower() in ("1", "true")
         siblings = []
@@ -146,12 +143,8 @@ class HuggingFace:
         )
 
     async def _hf_tree(self, request: Request) -> Response:
-        if (faulted := self._path_fault(request)) is not None:
-            return faulted
         repo, error = self._hf_repo(request, content=False)
         if error is not None:
-            return error
-        if (error := self._revision_error(repo, request.path_params["revision"])) is not None:
             return error
         base = request.path_params.get("path", "").strip("/")
         recursive = request.query_params.get("recursive", "").lower() in ("1", "true")
@@ -178,12 +171,8 @@ class HuggingFace:
         return JSONResponse(entries)
 
     async def _hf_resolve(self, request: Request) -> Response:
-        if (faulted := self._path_fault(request)) is not None:
-            return faulted
         repo, error = self._hf_repo(request, content=True)
         if error is not None:
-            return error
-        if (error := self._revision_error(repo, request.path_params["revision"])) is not None:
             return error
         entry = repo.files.get(request.path_params["filename"])
         if entry is None:
