@@ -7,6 +7,9 @@ import { errorText, lang, t } from "../i18n.js";
 import { clear, formatTime, h } from "../dom.js";
 import { copyText, decorateCode, renderMarkdown } from "../markdown.js";
 
+/** The REST path of a chat session, or of what is under it (`rest`). */
+const sessionPath = (id, rest = "") => `/api/chat/sessions/${encodeURIComponent(id)}${rest}`;
+
 export function mount(root, { ask, params }) {
   const state = {
     sessions: [],
@@ -119,7 +122,7 @@ export function mount(root, { ask, params }) {
 
   async function openSession(id) {
     try {
-      const detail = await api(`/api/chat/sessions/${encodeURIComponent(id)}`);
+      const detail = await api(sessionPath(id));
       const { messages, ...session } = detail;
       state.session = session;
       state.messages = messages;
@@ -144,12 +147,17 @@ export function mount(root, { ask, params }) {
     input.focus();
   }
 
+  /** PATCH the open session (title, model, system prompt) and keep what the server answers. */
+  async function updateSession(changes) {
+    state.session = await api(sessionPath(state.session.id), { method: "PATCH", body: changes });
+  }
+
   async function rename() {
     if (!state.session.id) return;
     const name = await ask(t("chat.renamePrompt"), { input: state.session.title || "", ok: t("chat.rename") });
     if (!name) return;
     try {
-      state.session = await api(`/api/chat/sessions/${encodeURIComponent(state.session.id)}`, { method: "PATCH", body: { title: name } });
+      await updateSession({ title: name });
       drawHead();
       await loadSessions();
     } catch (error) {
@@ -162,7 +170,7 @@ export function mount(root, { ask, params }) {
     const sure = await ask(t("chat.deleteConfirm", { title: state.session.title || "" }), { ok: t("common.delete") });
     if (!sure) return;
     try {
-      await api(`/api/chat/sessions/${encodeURIComponent(state.session.id)}`, { method: "DELETE" });
+      await api(sessionPath(state.session.id), { method: "DELETE" });
       newChat();
       await loadSessions();
     } catch (error) {
@@ -177,7 +185,7 @@ export function mount(root, { ask, params }) {
       return;
     }
     try {
-      state.session = await api(`/api/chat/sessions/${encodeURIComponent(state.session.id)}`, { method: "PATCH", body: { model: chosen } });
+      await updateSession({ model: chosen });
       say(t("chat.modelSet", { model: chosen }));
     } catch (error) {
       showError(error);
@@ -194,7 +202,7 @@ export function mount(root, { ask, params }) {
       return;
     }
     try {
-      state.session = await api(`/api/chat/sessions/${encodeURIComponent(state.session.id)}`, { method: "PATCH", body: { system_prompt: text } });
+      await updateSession({ system_prompt: text });
       promptPanel.hidden = true;
       say(t("chat.promptSaved"));
     } catch (error) {
@@ -319,7 +327,7 @@ export function mount(root, { ask, params }) {
   /** Delete `messageId` and what followed it, on the server and here. */
   async function rewind(messageId) {
     try {
-      await api(`/api/chat/sessions/${encodeURIComponent(state.session.id)}/messages/${encodeURIComponent(messageId)}`, { method: "DELETE" });
+      await api(sessionPath(state.session.id, `/messages/${encodeURIComponent(messageId)}`), { method: "DELETE" });
       const index = state.messages.findIndex((m) => m.id === messageId);
       state.messages = index >= 0 ? state.messages.slice(0, index) : state.messages;
       drawTranscript();
