@@ -28,11 +28,9 @@ import psutil
 from jarvis.config import Settings
 from jarvis.errors import InvalidInput, JarvisError
 from jarvis.models.catalog import CatalogEntry, load_catalog, lookup
-from jarvis.models.http11 import Http11Transport
-from jarvis.models.pinning import PublicOnlyBackend, pinned_transport
+from jarvis.models.pinning import file_client
 from jarvis.models.plan import Plan
 from jarvis.models.registries.url import check_public_url
-from jarvis.models.transfer.responses import proxies_configured
 
 MiB = 1 << 20
 CATALOG_CONTEXT = 4096  # the context the catalog's KV cache sizes are given for
@@ -108,18 +106,9 @@ def _probe_size(url: str, *, public_only: bool) -> int | None:
     """Content-Length of a plain URL by a HEAD that follows redirects as the download would:
     to public addresses only, pinned (models/pinning.py), unless insecure URLs are allowed.
     None when it cannot tell; the download itself then reports what is wrong."""
-    options: dict = {}
-    if public_only:
-        options = {
-            "transport": pinned_transport(PublicOnlyBackend()),
-            "event_hooks": {"request": [lambda request: check_public_url(str(request.url))]},
-        }
-    elif not proxies_configured():  # it loads the CA bundle only for https, as the download does (httpx's always)
-        options = {"transport": Http11Transport()}
+    guard = (lambda request: check_public_url(str(request.url))) if public_only else None
     try:
-        with httpx.Client(
-            follow_redirects=True, timeout=PROBE_TIMEOUT, headers={"Accept-Encoding": "identity"}, **options
-        ) as client:
+        with file_client(PROBE_TIMEOUT, guard=guard) as client:
             response = client.head(url)
     except (httpx.HTTPError, JarvisError, OSError):
         return None

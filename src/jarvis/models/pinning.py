@@ -9,13 +9,17 @@ host name (the transport passes the URL's host as the server name), so pinning t
 changes nothing about who the peer must prove to be.
 
 `pinned_transport` is the download transport (models/http11.py) with its sockets opened by
-the backend.
+the backend; `file_client` is the client a model file's bytes are fetched with, on it when
+the URLs are guarded.
 """
 
 from __future__ import annotations
 
 import socket
+import urllib.request
 from collections.abc import Callable, Iterable
+
+import httpx
 
 from jarvis.models.http11 import Http11Transport
 from jarvis.models.registries.url import public_addresses
@@ -56,3 +60,35 @@ class PublicOnlyBackend:
 def pinned_transport(backend: PublicOnlyBackend) -> Http11Transport:
     """The download transport (TLS, keep-alive, HTTP/1.1) with its connections made by `backend`."""
     return Http11Transport(connect=backend.connect)
+
+
+def file_client(
+    timeout: httpx.Timeout | float,
+    *,
+    guard: Callable[[httpx.Request], None] | None = None,
+    exempt: Iterable[str] = (),
+) -> httpx.Client:
+    """A client for a model file's bytes (redirects followed, no content coding). With `guard`
+    (called before every request, redirects included) its connections go to public addresses
+    only, pinned as checked, `exempt` hosts excepted, and so through no proxy. Without, the
+    download transport, unless proxy settings exist: then httpx's own, which honours them."""
+    transport: httpx.BaseTransport | None = None
+    hooks: dict[str, list[Callable]] = {}
+    if guard is not None:
+        transport = pinned_transport(PublicOnlyBackend(exempt=exempt))
+        hooks = {"request": [guard]}
+    elif not proxies_configured():
+        transport = Http11Transport()  # also loads the CA bundle only for https (httpx's always does)
+    return httpx.Client(
+        follow_redirects=True,
+        timeout=timeout,
+        headers={"Accept-Encoding": "identity"},
+        transport=transport,
+        event_hooks=hooks,
+    )
+
+
+def proxies_configured() -> bool:
+    """Whether proxy settings (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) exist: httpx reads the same."""
+    proxies = urllib.request.getproxies()
+    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))

@@ -4,7 +4,6 @@ transfer retries, and the reader that takes a body straight off the socket."""
 from __future__ import annotations
 
 import re
-import urllib.request
 from collections.abc import Callable
 
 import httpx
@@ -120,9 +119,3 @@ def body_reader(response: httpx.Response) -> Callable[[memoryview], int]:
         return count
 
     return read
-
-
-def proxies_configured() -> bool:
-    """Whether proxy settings (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) exist: httpx reads the same."""
-    proxies = urllib.request.getproxies()
-    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))

@@ -33,7 +33,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -45,8 +44,7 @@ from jarvis.errors import (
     VerificationError,
 )
 from jarvis.models.hashfeed import HashFeed
-from jarvis.models.http11 import Http11Transport
-from jarvis.models.pinning import PublicOnlyBackend, pinned_transport
+from jarvis.models.pinning import file_client
 from jarvis.models.plan import RemoteFile
 from jarvis.models.transfer.hashing import PrefixHasher
 from jarvis.models.transfer.responses import (
@@ -55,7 +53,6 @@ from jarvis.models.transfer.responses import (
     TransferCancelled,
     body_reader,
     check_response,
-    proxies_configured,
 )
 from jarvis.models.transfer.scaling import (
     INITIAL_CONNECTIONS,
@@ -284,13 +281,7 @@ class Transfer:
 
     def _client(self) -> httpx.Client:
         timeout = httpx.Timeout(self.options.stall_timeout, connect=self.options.connect_timeout)
-        extra: dict[str, Any] = {}
-        if self.url_guard:  # pinned to checked addresses, so no proxy (httpx ignored proxy settings here before too)
-            backend = PublicOnlyBackend(exempt=self.trusted_hosts)
-            extra = {"event_hooks": {"request": [self._guard]}, "transport": pinned_transport(backend)}
-        elif not proxies_configured():  # otherwise httpx's own transport, which goes through them
-            extra = {"transport": Http11Transport()}
-        return httpx.Client(follow_redirects=True, timeout=timeout, headers={"Accept-Encoding": "identity"}, **extra)
+        return file_client(timeout, guard=self._guard if self.url_guard else None, exempt=self.trusted_hosts)
 
     def _guard(self, request: httpx.Request) -> None:
         # Called for every request, redirects included, before it is sent.
