@@ -15,6 +15,7 @@ from tests.support.clients import client
 from tests.support.downloads import blob_names, leftovers, pull, pull_and_wait, serving
 from tests.support.gguf_files import gguf_bytes
 from tests.support.hub import Hub
+from tests.support.proxy import forward_proxy
 
 MULTI = "acme/multi-GGUF"
 QWEN = "bartowski/Qwen2.5-7B-Instruct-GGUF"
@@ -253,6 +254,21 @@ async def test_plain_url_is_installed_unverified(hub, dl_server):
     assert (model["source"], model["url"], model["quantization"]) == ("url", served.url, "Q4_K_M")
     assert hub.bytes_sent("/files/plain-Q4_K_M.gguf") == len(data)
     assert leftovers(dl_server.settings.models_dir) == []
+
+
+async def test_proxy_settings_send_the_registry_requests_through_the_proxy(hub, download_settings, monkeypatch):
+    data = gguf_bytes(file_type=15, payload=1 << 20, seed=62)
+    hub.add_hf_repo("acme/proxied-GGUF", {"proxied-Q4_K_M.gguf": data})
+    # The Hub by a name only the proxy knows; this machine's own addresses (the server, the CDN) stay direct.
+    with (
+        forward_proxy(hub.url, monkeypatch, no_proxy="127.0.0.1,localhost") as seen,
+        serving(download_settings(hf_endpoint="http://hub.example")) as server,
+    ):
+        async with client(server) as http:
+            events = await pull_and_wait(http, "hf.co/acme/proxied-GGUF")
+    assert events[-1]["status"] == "completed", events[-1]
+    assert any(url.startswith("http://hub.example/api/models/acme/proxied-GGUF") for url in seen), seen
+    assert hub.bytes_sent("proxied-Q4_K_M.gguf") == len(data)
 
 
 # -- split GGUF ---------------------------------------------------------------------------------------------

@@ -9,10 +9,8 @@ import json
 import os
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
 from jarvis.errors import InvalidInput
@@ -25,6 +23,7 @@ from jarvis.models.transfer import (
 )
 from tests.support.gguf_files import gguf_bytes
 from tests.support.hub import Fault
+from tests.support.proxy import forward_proxy
 
 MiB = 1 << 20
 
@@ -68,49 +67,12 @@ def test_a_padded_state_is_resumed(hub, tmp_path):
     assert hub.bytes_sent(served.name) == len(data) - half
 
 
-class _Relay(BaseHTTPRequestHandler):
-    """A forward proxy for plain http: takes the absolute URL of a request, fetches it from the hub."""
-
-    def do_HEAD(self):
-        self._relay()
-
-    def do_GET(self):
-        self._relay()
-
-    def _relay(self):
-        self.server.seen.append(self.path)
-        parts = urlsplit(self.path)
-        headers = {name: value for name, value in self.headers.items() if name.lower() in ("range", "accept-encoding")}
-        with httpx.Client(trust_env=False) as http:
-            response = http.request(self.command, self.server.upstream + parts.path, headers=headers)
-        self.send_response(response.status_code)
-        for name in ("content-type", "content-range", "accept-ranges"):
-            if name in response.headers:
-                self.send_header(name, response.headers[name])
-        self.send_header("Content-Length", response.headers.get("content-length", str(len(response.content))))
-        self.end_headers()
-        self.wfile.write(response.content)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_proxy_settings_send_the_download_through_the_proxy(hub, tmp_path, monkeypatch):
     data, served = serve(hub, "proxied.gguf", 3 * MiB)
-    relay = ThreadingHTTPServer(("127.0.0.1", 0), _Relay)
-    relay.daemon_threads = True
-    relay.seen, relay.upstream = [], hub.url
-    threading.Thread(target=relay.serve_forever, daemon=True).start()
-    try:
-        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{relay.server_port}")
-        url = "http://files.example" + urlsplit(served.url).path  # a name only the proxy knows
+    url = "http://files.example" + urlsplit(served.url).path  # a name only the proxy knows
+    with forward_proxy(hub.url, monkeypatch) as seen:
         assert make(served, tmp_path, url=url).run() == hashlib.sha256(data).hexdigest()
-    finally:
-        relay.shutdown()
-        relay.server_close()
-    assert relay.seen and all(seen == url for seen in relay.seen)
+    assert seen and all(asked == url for asked in seen)
 
 
 def test_a_guarded_transfer_connects_only_to_addresses_the_check_approves(hub, tmp_path):

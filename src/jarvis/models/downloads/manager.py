@@ -25,6 +25,7 @@ from jarvis.models.bundled import install_bundled
 from jarvis.models.downloads.install import install, is_update
 from jarvis.models.downloads.job import DownloadJob, new_job_id
 from jarvis.models.fit import check_memory
+from jarvis.models.pinning import proxies_configured
 from jarvis.models.plan import Plan, RemoteFile
 from jarvis.models.refs import parse_model_key
 from jarvis.models.registries.url import check_public_url
@@ -49,7 +50,10 @@ class DownloadManager:
         # called with a model's name after a pull replaced its files (the engine drops the old copy)
         self.on_replaced: Callable[[str], Awaitable[None]] | None = None
         self.client = httpx.AsyncClient(
-            follow_redirects=True, timeout=httpx.Timeout(30.0, connect=10.0), transport=_FirstUseTransport()
+            follow_redirects=True,
+            timeout=httpx.Timeout(30.0, connect=10.0),
+            # a transport given to httpx turns its proxy settings off: with proxies, httpx's own
+            transport=None if proxies_configured() else _FirstUseTransport(),
         )
         self.resolver = Resolver(settings, self.client)
         self.jobs: dict[str, DownloadJob] = {}  # by job id
@@ -427,7 +431,7 @@ def _partial_bytes(partial: Path) -> int:
 class _FirstUseTransport(httpx.AsyncBaseTransport):
     """httpx's own transport, made at the first request: making it loads the CA bundle, a
     twentieth of a second that `jarvis pull` of a plain URL (no registry to ask) never needs.
-    Proxy settings still apply: httpx mounts its proxy transports beside this one."""
+    Only without proxy settings: httpx honours them only when it makes the transport itself."""
 
     def __init__(self) -> None:
         self._transport: httpx.AsyncHTTPTransport | None = None
