@@ -521,13 +521,10 @@ class ChatService:
                 replica_id=self.replica_id,
             )
             await repos.touch_session(db, reply.session_id)
-        await self._remember(reply, user)
         return user, answer
 
     async def _run(self, reply: Reply) -> AsyncGenerator[Started | Queued | Token | Finished | Failed, None]:
         user, answer = await self._start(reply)
-        yield Started(reply.session_id, user.id, answer.id, reply.model)
-
         parts: list[str] = []
         first_token: float | None = None
         last_flush = time.perf_counter()
@@ -536,7 +533,10 @@ class ChatService:
         finish_reason: str | None = None
         tool_calls: list[dict] | None = None
         final: dict[str, Any] = {"status": "complete"}
-        try:
+        try:  # from here on the stored answer gets a final status, however the stream ends
+            if reply.persist:
+                await self._remember(reply, user)
+            yield Started(reply.session_id, user.id, answer.id, reply.model)
             async with aclosing(self._chunks(reply)) as chunks:
                 async for chunk in chunks:
                     if chunk.queued:
