@@ -9,6 +9,24 @@ import pytest
 from tests.support.ollama_server import OllamaServer
 from tests.web.conftest import console_server, screenshot
 
+# The last answer is being written and shows streamed text (not the "…" shown until it starts).
+STREAMING_TEXT = (
+    "() => { const a = [...document.querySelectorAll('article.message.assistant')].pop();"
+    " return a && a.dataset.status === 'streaming' && !a.querySelector('.markdown .typing')"
+    " && a.querySelector('.markdown').textContent.trim().length > 0 }"
+)
+# The text of Markdown as the console renders it, and the text an answer shows (copy buttons aside).
+RENDERED_TEXT = """async (content) => {
+  const { renderMarkdown } = await import('/console/js/markdown.js');
+  const box = document.createElement('div');
+  box.append(renderMarkdown(content));
+  return box.textContent;
+}"""
+SHOWN_TEXT = """(markdown) => {
+  const copy = markdown.cloneNode(true);
+  copy.querySelectorAll('.copy-button').forEach((button) => button.remove());
+  return copy.textContent;
+}"""
 XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>**bold**'
 
 
@@ -42,10 +60,7 @@ def test_a_streamed_answer_is_shown_as_it_comes_and_stored(server, open_console)
     ask(page, "The capital of France is")
     answer = last_answer(page)
     # while it streams, the answer is marked as being written and already shows text
-    page.wait_for_function(
-        "() => { const a = [...document.querySelectorAll('article.message.assistant')].pop();"
-        " return a && a.dataset.status === 'streaming' && a.querySelector('.markdown').textContent.trim().length > 0 }"
-    )
+    page.wait_for_function(STREAMING_TEXT)
     page.wait_for_selector("article.message.assistant[data-status=complete]")
     text = answer.locator(".markdown").inner_text()
     assert text.strip()
@@ -55,7 +70,10 @@ def test_a_streamed_answer_is_shown_as_it_comes_and_stored(server, open_console)
     stored = httpx.get(f"{server.url}/api/chat/sessions/{session_id}").json()
     assert [m["role"] for m in stored["messages"]] == ["user", "assistant"]
     assert stored["messages"][1]["status"] == "complete"
-    assert " ".join(stored["messages"][1]["content"].split()) == " ".join(text.split())
+    # (as Markdown: the page's text is the stored content rendered the console's way, copy buttons aside)
+    rendered = page.evaluate(RENDERED_TEXT, stored["messages"][1]["content"])
+    shown = answer.locator(".markdown").evaluate(SHOWN_TEXT)
+    assert " ".join(shown.split()) == " ".join(rendered.split())
     assert page.locator(".session-item[aria-current=page]").inner_text().startswith("The capital of France is")
 
 
@@ -89,12 +107,24 @@ def test_stop_ends_the_answer_mid_way(server, open_console):
 def test_escape_stops_the_answer(server, open_console):
     page = endless_chat(server, open_console, "Escape")
     ask(page, "Count for ever")
-    page.wait_for_function(
-        "() => { const a = [...document.querySelectorAll('article.message.assistant')].pop();"
-        " return a && a.querySelector('.markdown').textContent.trim().length > 0 && a.dataset.status === 'streaming' }"
-    )
+    page.wait_for_function(STREAMING_TEXT)
     page.keyboard.press("Escape")
     page.locator("article.message.assistant[data-status=cancelled]").wait_for()
+
+
+def test_a_question_stopped_before_its_answer_started_is_not_lost(server, open_console):
+    page = endless_chat(server, open_console, "Stopped at once")
+    ask(page, "Count for ever")
+    page.keyboard.press("Escape")  # the chat frame and the cancel reach the server back to back
+    page.get_by_role("button", name="Stop").wait_for(state="hidden")
+    session_id = page.evaluate("location.hash").split("/")[-1]
+    stored = httpx.get(f"{server.url}/api/chat/sessions/{session_id}").json()["messages"]
+    if stored:  # the answer had started: the question is stored, its answer cancelled
+        assert [(m["role"], m["status"]) for m in stored][-1] == ("assistant", "cancelled")
+        assert stored[-2]["content"] == "Count for ever"
+        page.locator("article.message.assistant[data-status=cancelled]").wait_for()
+    else:  # stopped before anything was stored: the question is back in the box, to send again
+        assert page.get_by_label("Message", exact=True).input_value() == "Count for ever"
 
 
 def test_sessions_switch_rename_search_and_delete(server, open_console):

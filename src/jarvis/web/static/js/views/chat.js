@@ -367,7 +367,7 @@ export function mount(root, { ask, params }) {
     const body = h("div", { class: "markdown" }, h("span", { class: "typing", "aria-label": t("chat.waiting") }, "…"));
     const meta = h("div", { class: "message-meta" }, state.session.model || state.models.default || "JARVIS", h("span", { class: "message-note" }, t("chat.waiting")));
     const article = h("article", { class: "message assistant status-streaming", dataset: { status: "streaming" } }, meta, body);
-    state.streaming = { sessionId: state.session.id, text: "", article, body, meta, started: false, frame: 0 };
+    state.streaming = { sessionId: state.session.id, question: text, text: "", article, body, meta, started: false, frame: 0 };
     setBusy(true);
     drawTranscript();
     try {
@@ -444,8 +444,12 @@ export function mount(root, { ask, params }) {
         say(frame.status === "cancelled" ? t("chat.stopped") : "");
         finish();
         break;
-      case "cancelled":
-        if (frame.active && streaming) { say(t("chat.stopped")); finish(); }
+      case "cancelled": // stopped before it started: nothing was stored, so the question goes back in the box
+        if (frame.active && streaming) {
+          if (!input.value.trim()) input.value = streaming.question;
+          say(t("chat.stopped"));
+          finish();
+        }
         break;
       case "error":
         if (streaming) { finish().then(() => showError(frame)); }
